@@ -1,0 +1,207 @@
+//! Avro single-object encoding (Avro spec, "Single-object encoding"): the two magic bytes
+//! `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the writer's schema, then
+//! the Avro binary body. Any reader holding the `.avsc` files can decode a message; we resolve every
+//! known writer version into the newest one, so old events stay readable after the schema evolves.
+
+use std::sync::OnceLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The two bytes that open every single-object encoded message.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+/// Why bytes could not be decoded into an event. Always permanent: the same bytes never decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is {0} bytes, shorter than the 10-byte single-object header")]
+    TooShort(usize),
+    #[error(
+        "message does not start with the Avro single-object magic C3 01 (found {0:02X} {1:02X})"
+    )]
+    BadMagic(u8, u8),
+    #[error("schema fingerprint {fingerprint} is not a known {family} schema version")]
+    UnknownFingerprint {
+        family: &'static str,
+        fingerprint: String,
+    },
+    #[error("malformed {family} v{version} body: {reason}")]
+    Malformed {
+        family: &'static str,
+        version: usize,
+        reason: String,
+    },
+}
+
+/// Why a value could not be encoded: a bug in our own types, never in the input.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode {family}: {reason}")]
+pub struct EncodeError {
+    family: &'static str,
+    reason: String,
+}
+
+/// One parsed schema version.
+pub struct SchemaVersion {
+    /// 1-based version number, the position in `schemas/<family>/v<N>.avsc`.
+    pub version: usize,
+    pub schema: Schema,
+    pub fingerprint: [u8; 8],
+}
+
+/// All versions of one event's schema, oldest first, parsed on first use.
+pub struct SchemaFamily {
+    name: &'static str,
+    sources: &'static [&'static str],
+    parsed: OnceLock<Vec<SchemaVersion>>,
+}
+
+impl SchemaFamily {
+    pub const fn new(name: &'static str, sources: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            sources,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Every version, oldest first. Panics only if a checked-in `.avsc` is invalid, which the
+    /// codec tests catch before anything ships.
+    pub fn versions(&self) -> &[SchemaVersion] {
+        self.parsed.get_or_init(|| {
+            self.sources
+                .iter()
+                .enumerate()
+                .map(|(i, source)| {
+                    let schema = Schema::parse_str(source).unwrap_or_else(|e| {
+                        panic!("schemas/{} v{} is not valid Avro: {e}", self.name, i + 1)
+                    });
+                    let fingerprint = fingerprint_of(&schema);
+                    SchemaVersion {
+                        version: i + 1,
+                        schema,
+                        fingerprint,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// The version we write.
+    pub fn latest(&self) -> &SchemaVersion {
+        self.versions()
+            .last()
+            .expect("a schema family has at least one version")
+    }
+
+    fn by_fingerprint(&self, fingerprint: &[u8]) -> Option<&SchemaVersion> {
+        self.versions()
+            .iter()
+            .find(|v| v.fingerprint[..] == *fingerprint)
+    }
+
+    /// Checks the compatibility rule: every version can read data written by the one before.
+    pub fn check_backward_compatible(&self) -> Result<(), String> {
+        for pair in self.versions().windows(2) {
+            SchemaCompatibility::can_read(&pair[0].schema, &pair[1].schema).map_err(|e| {
+                format!(
+                    "{} v{} cannot read v{}: {e}",
+                    self.name, pair[1].version, pair[0].version
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// CRC-64-AVRO fingerprint of the schema's parsing canonical form, as the spec lays it out on the
+/// wire (little-endian).
+pub fn fingerprint_of(schema: &Schema) -> [u8; 8] {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    bytes
+        .try_into()
+        .expect("a Rabin fingerprint is 8 bytes long")
+}
+
+/// Encodes `value` with the family's newest schema.
+pub fn encode<T: Serialize>(family: &SchemaFamily, value: &T) -> Result<Vec<u8>, EncodeError> {
+    let value = apache_avro::to_value(value).map_err(|e| EncodeError {
+        family: family.name,
+        reason: e.to_string(),
+    })?;
+    encode_value(family.name, family.latest(), value)
+}
+
+/// Encodes an Avro value with a given schema version (tests use it to write older versions).
+pub fn encode_value(
+    family: &'static str,
+    version: &SchemaVersion,
+    value: Value,
+) -> Result<Vec<u8>, EncodeError> {
+    let body = apache_avro::to_avro_datum(&version.schema, value).map_err(|e| EncodeError {
+        family,
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&version.fingerprint);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes a single-object encoded message written with any known version into `T`, which
+/// mirrors the newest version.
+pub fn decode<T: DeserializeOwned>(family: &SchemaFamily, bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::TooShort(bytes.len()));
+    }
+    if bytes[..2] != MAGIC {
+        return Err(DecodeError::BadMagic(bytes[0], bytes[1]));
+    }
+    let fingerprint = &bytes[2..HEADER_LEN];
+    let writer =
+        family
+            .by_fingerprint(fingerprint)
+            .ok_or_else(|| DecodeError::UnknownFingerprint {
+                family: family.name,
+                fingerprint: fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
+            })?;
+    let malformed = |reason: String| DecodeError::Malformed {
+        family: family.name,
+        version: writer.version,
+        reason,
+    };
+    let mut body = &bytes[HEADER_LEN..];
+    let value = apache_avro::from_avro_datum(&writer.schema, &mut body, None)
+        .map_err(|e| malformed(e.to_string()))?;
+    if !body.is_empty() {
+        return Err(malformed(format!(
+            "{} trailing bytes after the record",
+            body.len()
+        )));
+    }
+    // apache-avro reads a union cut off at the end of input as null, so a truncated message could
+    // pass as one without its trailing optional fields: re-encoding must give back every byte.
+    let consumed = bytes.len() - HEADER_LEN;
+    let reencoded = apache_avro::to_avro_datum(&writer.schema, value.clone())
+        .map_err(|e| malformed(e.to_string()))?;
+    if reencoded.len() != consumed {
+        return Err(malformed(format!(
+            "body is {consumed} bytes but its record takes {}: truncated",
+            reencoded.len()
+        )));
+    }
+    let value = value
+        .resolve(&family.latest().schema)
+        .map_err(|e| malformed(e.to_string()))?;
+    apache_avro::from_value(&value).map_err(|e| malformed(e.to_string()))
+}

@@ -1,0 +1,69 @@
+//! The idempotency store: which events a consumer group has processed. A handler opens a
+//! transaction that claims the event id and does its own writes in it, so the effect and its
+//! "done" mark commit together or not at all.
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// Processed event ids of one consumer group.
+#[derive(Clone)]
+pub struct IdempotencyStore {
+    pool: PgPool,
+    group: String,
+}
+
+impl IdempotencyStore {
+    /// Creates the store's table if needed. The table belongs to the core runtime, not to one
+    /// service's migrations, so every service can share the definition.
+    pub async fn new(pool: PgPool, group: impl Into<String>) -> Result<Self, sqlx::Error> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS processed_events (
+                consumer_group TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                PRIMARY KEY (consumer_group, event_id)
+            )",
+        )
+        .execute(&pool)
+        .await?;
+        Ok(Self {
+            pool,
+            group: group.into(),
+        })
+    }
+
+    /// Starts a transaction that claims `event_id`, or `None` when the group already processed
+    /// it. A concurrent claim of the same id waits for the first transaction and then sees it
+    /// done, so two deliveries can never both proceed.
+    pub async fn claim(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.group)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 1 {
+            Ok(Some(tx))
+        } else {
+            tx.rollback().await?;
+            Ok(None)
+        }
+    }
+
+    /// Whether the group has processed `event_id`.
+    pub async fn is_processed(&self, event_id: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer_group = $1 AND event_id = $2)",
+        )
+        .bind(&self.group)
+        .bind(event_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+}

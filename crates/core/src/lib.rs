@@ -1,0 +1,17 @@
+//! The shared core of orderflow: the `OrderPlaced` event and its Avro codec, configuration from the
+//! environment, telemetry, Kafka client settings, the idempotency store and the consumer runtime
+//! that every consumer service is built on.
+
+pub mod codec;
+pub mod config;
+pub mod event;
+pub mod idempotency;
+pub mod kafka;
+pub mod runtime;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+pub use codec::{DecodeError, EncodeError};
+pub use event::OrderPlaced;
+pub use runtime::{Delivery, Event, Handler, HandlerError};

@@ -1,0 +1,461 @@
+//! The consumer runtime, written once for every consumer service: a consumer group on one topic,
+//! at-least-once delivery (an offset is committed only after its handler finished), per-key order
+//! with bounded concurrency, retries with backoff for retryable failures, dead letters for the
+//! rest, cooperative-sticky rebalancing and graceful shutdown.
+
+mod dead_letter;
+mod keyed;
+mod offsets;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+pub use dead_letter::{
+    ATTEMPTS, FAILED_AT, GROUP, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REASON,
+};
+
+use crate::codec::DecodeError;
+use crate::config::{self, ConfigError, KafkaConfig, Source};
+use crate::kafka;
+use crate::telemetry::{self, HeaderPairs};
+use dead_letter::DeadLetters;
+use keyed::KeyedScheduler;
+use offsets::{OffsetTracker, Partition};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An event type a consumer can decode from a Kafka message payload.
+pub trait Event: Sized + Send + Sync + 'static {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
+    /// The id consumers deduplicate on.
+    fn event_id(&self) -> &str;
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// How a handler failed, which decides what the runtime does next.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth trying again (a peer is down, a timeout): retried with backoff, then dead-lettered.
+    #[error("retryable: {0}")]
+    Retryable(BoxError),
+    /// Will fail the same way every time (invalid data, a refusal): dead-lettered at once.
+    #[error("permanent: {0}")]
+    Permanent(BoxError),
+}
+
+impl HandlerError {
+    pub fn retryable(e: impl Into<BoxError>) -> Self {
+        Self::Retryable(e.into())
+    }
+
+    pub fn permanent(e: impl Into<BoxError>) -> Self {
+        Self::Permanent(e.into())
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_))
+    }
+}
+
+/// Database trouble is retryable when it is about the connection, the server's state or a
+/// serialization conflict, and permanent when the statement itself is refused.
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        let retryable = match &e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                ["08", "40", "53", "57"]
+                    .iter()
+                    .any(|class| c.starts_with(class))
+            }),
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            _ => false,
+        };
+        if retryable {
+            Self::Retryable(e.into())
+        } else {
+            Self::Permanent(e.into())
+        }
+    }
+}
+
+/// A consumer's logic over one decoded event. It must be idempotent: the runtime delivers at
+/// least once, so the same event can arrive again after a crash, a rebalance or a replay.
+pub trait Handler: Send + Sync + 'static {
+    type Event: Event;
+
+    fn handle(
+        &self,
+        event: &Self::Event,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// How one consumer group consumes one topic.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub group_id: String,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    /// Handlers running at once (over different keys).
+    pub concurrency: usize,
+    /// Messages received and not finished; reading pauses at this bound.
+    pub max_in_flight: usize,
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Attempts of a retryable failure before the event is dead-lettered.
+    pub retry_max_attempts: usize,
+    pub commit_interval: Duration,
+    /// How long a revocation or a shutdown waits for running handlers.
+    pub drain_timeout: Duration,
+    pub session_timeout: Duration,
+}
+
+impl ConsumerSettings {
+    pub fn new(group_id: impl Into<String>, topic: impl Into<String>) -> Self {
+        let group_id = group_id.into();
+        let topic = topic.into();
+        Self {
+            dead_letter_topic: crate::topics::dead_letter_topic(&topic, &group_id),
+            group_id,
+            topic,
+            concurrency: 32,
+            max_in_flight: 1024,
+            retry_min_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(10),
+            retry_max_attempts: 8,
+            commit_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Defaults overridden by `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
+    /// `ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS`, `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS` and
+    /// `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS`.
+    pub fn from_source(
+        src: &impl Source,
+        group_id: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut s = Self::new(group_id, topic);
+        if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_CONCURRENCY")? {
+            s.concurrency = n;
+        }
+        if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_MAX_IN_FLIGHT")? {
+            s.max_in_flight = n;
+        }
+        if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS")? {
+            s.retry_max_attempts = n;
+        }
+        s.retry_max_delay = config::millis(
+            src,
+            "ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS",
+            s.retry_max_delay,
+        )?;
+        s.drain_timeout =
+            config::millis(src, "ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS", s.drain_timeout)?;
+        Ok(s)
+    }
+}
+
+/// Why the runtime could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(
+        "topic {0} does not exist; declare it in deploy/topics.txt and run scripts/stack.sh up"
+    )]
+    MissingTopic(String),
+}
+
+/// Gives up partitions cleanly: waits for their running handlers and commits what finished
+/// before the next owner takes over, so committed work is never lost or redone.
+struct RebalanceContext {
+    tracker: Arc<OffsetTracker>,
+    drain_timeout: Duration,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let partitions: Vec<Partition> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        tracing::info!(?partitions, "partitions revoked");
+        let positions = block_in_place(|| self.tracker.revoke(&partitions, self.drain_timeout));
+        if let Err(e) = commit(consumer, &positions, CommitMode::Sync) {
+            tracing::warn!(error = %e, "commit on revocation failed; the next owner may redo some events");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            let partitions: Vec<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?partitions, "partitions assigned");
+        }
+    }
+}
+
+/// Lets other tasks move off this worker while a rebalance callback waits for handlers.
+fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn commit<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    positions: &[(Partition, i64)],
+    mode: CommitMode,
+) -> Result<(), KafkaError> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), position) in positions {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*position))?;
+    }
+    consumer.commit(&tpl, mode)
+}
+
+/// Everything a message's processing needs, shared by all of them.
+struct Shared<H: Handler> {
+    handler: H,
+    settings: ConsumerSettings,
+    tracker: Arc<OffsetTracker>,
+    dead_letters: DeadLetters,
+}
+
+/// Runs `handler` over `settings.topic` until `shutdown` completes, then finishes the work in
+/// flight, commits and leaves the group.
+pub async fn run<H: Handler>(
+    kafka: &KafkaConfig,
+    settings: ConsumerSettings,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RuntimeError> {
+    let tracker = Arc::new(OffsetTracker::default());
+    let consumer: StreamConsumer<RebalanceContext> = kafka::client_config(kafka)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "session.timeout.ms",
+            settings.session_timeout.as_millis().to_string(),
+        )
+        .create_with_context(RebalanceContext {
+            tracker: Arc::clone(&tracker),
+            drain_timeout: settings.drain_timeout,
+        })?;
+    for topic in [&settings.topic, &settings.dead_letter_topic] {
+        ensure_exists(&consumer, topic)?;
+    }
+    let shared = Arc::new(Shared {
+        dead_letters: DeadLetters {
+            producer: kafka::idempotent_producer(kafka, Duration::from_secs(30))?,
+            topic: settings.dead_letter_topic.clone(),
+            group: settings.group_id.clone(),
+        },
+        tracker: Arc::clone(&tracker),
+        handler,
+        settings,
+    });
+    consumer.subscribe(&[&shared.settings.topic])?;
+    tracing::info!(group = %shared.settings.group_id, topic = %shared.settings.topic, "consumer started");
+
+    let scheduler = KeyedScheduler::new(shared.settings.concurrency);
+    let capacity = Arc::new(Semaphore::new(shared.settings.max_in_flight.max(1)));
+    let mut commit_tick = tokio::time::interval(shared.settings.commit_interval);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            _ = commit_tick.tick() => commit_progress(&consumer, &tracker, CommitMode::Async),
+            permit = Arc::clone(&capacity).acquire_owned() => {
+                let permit = permit.expect("the capacity semaphore is never closed");
+                let message = tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    m = consumer.recv() => m,
+                };
+                let message = match message {
+                    Ok(m) => m.detach(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka consumer error");
+                        continue;
+                    }
+                };
+                let partition = (message.topic().to_string(), message.partition());
+                let generation = tracker.received(&partition, message.offset());
+                // Keyless messages keep their partition's order.
+                let key = message
+                    .key()
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_else(|| format!("\0partition-{}", message.partition()).into_bytes());
+                let shared = Arc::clone(&shared);
+                scheduler.submit(key, Box::pin(async move {
+                    if shared.tracker.start(&partition, generation) {
+                        process(&shared, &message).await;
+                        shared.tracker.finish(&partition, generation, message.offset());
+                    }
+                    drop(permit);
+                }));
+            }
+        }
+    }
+
+    tracing::info!(in_flight = tracker.in_flight(), "draining before shutdown");
+    let deadline = tokio::time::Instant::now() + shared.settings.drain_timeout;
+    while tracker.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    commit_progress(&consumer, &tracker, CommitMode::Sync);
+    consumer.unsubscribe();
+    tracing::info!(group = %shared.settings.group_id, "consumer stopped");
+    Ok(())
+}
+
+fn ensure_exists<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+) -> Result<(), RuntimeError> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let found = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+    if found {
+        Ok(())
+    } else {
+        Err(RuntimeError::MissingTopic(topic.to_string()))
+    }
+}
+
+fn commit_progress<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    tracker: &OffsetTracker,
+    mode: CommitMode,
+) {
+    let positions = tracker.uncommitted();
+    match commit(consumer, &positions, mode) {
+        Ok(()) => tracker.committed(&positions),
+        Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
+    }
+}
+
+/// Decodes and handles one message; whatever cannot be handled goes to the dead letters.
+async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage) {
+    let delivery = Delivery {
+        group: shared.settings.group_id.clone(),
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned()),
+        headers: kafka::header_pairs(message),
+    };
+    let span = tracing::info_span!(
+        "consume",
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.consumer.group.name = %delivery.group,
+        messaging.destination.name = %delivery.topic,
+        messaging.destination.partition.id = delivery.partition,
+        messaging.kafka.offset = delivery.offset,
+        messaging.kafka.message.key = delivery.key.as_deref().unwrap_or(""),
+        event_id = tracing::field::Empty,
+    );
+    telemetry::set_parent_from(&span, &HeaderPairs(&delivery.headers));
+    async {
+        let outcome = match message.payload().map(H::Event::decode) {
+            None => Err(("poison: empty payload".to_string(), 0)),
+            Some(Err(e)) => Err((format!("poison: {e}"), 0)),
+            Some(Ok(event)) => {
+                tracing::Span::current().record("event_id", event.event_id());
+                handle_with_retries(shared, &event, &delivery).await
+            }
+        };
+        match outcome {
+            Ok(()) => tracing::debug!("handled"),
+            Err((reason, attempts)) => {
+                shared
+                    .dead_letters
+                    .publish(message, &reason, attempts)
+                    .await;
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the handler, retrying retryable failures with exponential backoff and jitter.
+/// Returns the dead-letter reason and the number of attempts on failure.
+async fn handle_with_retries<H: Handler>(
+    shared: &Shared<H>,
+    event: &H::Event,
+    delivery: &Delivery,
+) -> Result<(), (String, u32)> {
+    let s = &shared.settings;
+    let mut attempts = 0u32;
+    let result = (|| {
+        attempts += 1;
+        shared.handler.handle(event, delivery)
+    })
+    .retry(
+        ExponentialBuilder::default()
+            .with_min_delay(s.retry_min_delay)
+            .with_max_delay(s.retry_max_delay)
+            .with_max_times(s.retry_max_attempts.saturating_sub(1))
+            .with_jitter(),
+    )
+    .when(HandlerError::is_retryable)
+    .notify(|e, wait| tracing::warn!(error = %e, ?wait, "handler failed; retrying"))
+    .await;
+    result.map_err(|e| {
+        let reason = match &e {
+            HandlerError::Retryable(_) => format!("retries exhausted: {e}"),
+            HandlerError::Permanent(_) => e.to_string(),
+        };
+        (reason, attempts)
+    })
+}

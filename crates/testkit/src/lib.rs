@@ -1,0 +1,242 @@
+//! Test harness for integration tests against the real local stack (`scripts/stack.sh up`): every
+//! test gets its own topics, consumer group and Postgres schema, so tests run in parallel and share
+//! nothing but the servers.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use orderflow_core::config::KafkaConfig;
+use orderflow_core::event::{
+    tax_of, Address, Customer, OrderLine, OrderPlaced, Payment, Product, SalesAgent, Shipping,
+    Totals,
+};
+use orderflow_core::kafka::{self, TopicSpec};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// The local stack's broker, or `ORDERFLOW_KAFKA_BROKERS`.
+pub fn kafka() -> KafkaConfig {
+    KafkaConfig::plaintext(
+        std::env::var("ORDERFLOW_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+    )
+}
+
+/// The local stack's database, or `ORDERFLOW_DATABASE_URL`.
+pub fn database_url() -> String {
+    std::env::var("ORDERFLOW_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://orderflow:orderflow@127.0.0.1:5432/orderflow".into())
+}
+
+/// Installs logging and trace-context propagation once per test process, as every binary does.
+pub fn init_telemetry() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let guard = orderflow_core::telemetry::init("orderflow-tests").expect("telemetry");
+        // Kept for the whole test process: dropping it would shut the tracer down.
+        std::mem::forget(guard);
+    });
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Creates a fresh topic with `partitions` partitions and returns its name.
+pub async fn topic(prefix: &str, partitions: i32) -> String {
+    let name = unique(&format!("test.{prefix}"));
+    create_topic(&name, partitions).await;
+    name
+}
+
+/// Creates a topic (and nothing else) on the test broker.
+pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(&kafka(), name, partitions).await;
+}
+
+pub async fn create_topic_on(kafka_config: &KafkaConfig, name: &str, partitions: i32) {
+    kafka::ensure_topics(
+        kafka_config,
+        &[TopicSpec {
+            name: name.to_string(),
+            partitions,
+            retention_ms: 3_600_000,
+        }],
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!("creating topic {name}: {e} (is the stack up? scripts/stack.sh up)")
+    });
+}
+
+/// A pool on a schema of its own, created for this test.
+pub async fn database() -> PgPool {
+    let schema = unique("test").replace('-', "_");
+    let url = database_url();
+    let admin = PgPool::connect(&url).await.unwrap_or_else(|e| {
+        panic!("connecting to {url}: {e} (is the stack up? scripts/stack.sh up)")
+    });
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .expect("create test schema");
+    admin.close().await;
+    let options: PgConnectOptions = url.parse().expect("database url");
+    PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options.options([("search_path", schema.as_str())]))
+        .await
+        .expect("connect to test schema")
+}
+
+/// Reads every message of `topic` from the beginning until `count` arrived or `timeout` passed.
+pub async fn read_topic(topic: &str, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = kafka::client_config(&kafka())
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("topic metadata");
+        let mut tpl = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
+                .expect("partition offset");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < count && Instant::now() < deadline {
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                out.push(message.expect("read message").detach());
+            }
+        }
+        out
+    })
+    .await
+    .expect("reader thread")
+}
+
+/// Value of a header of a message, as UTF-8.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    kafka::header_pairs(message)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// Polls `check` until it returns true or `timeout` passes; returns the last answer.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A complete, consistent `OrderPlaced` event: two lines from two suppliers, a sales agent.
+pub fn sample_order_placed(order_id: &str) -> OrderPlaced {
+    let lines = vec![
+        sample_line("l1", "TSHIRT-ORG-M-BLK", 2, 1999, "sup-printful"),
+        sample_line("l2", "MUG-11OZ-WHT", 1, 1299, "sup-gelato"),
+    ];
+    let subtotal: i64 = lines
+        .iter()
+        .map(|l| l.unit_price_minor * i64::from(l.quantity))
+        .sum();
+    let shipping = Shipping {
+        method: "standard".into(),
+        price_minor: 495,
+        tax_rate_bp: 2100,
+        tax_minor: tax_of(495, 2100),
+    };
+    let tax = lines.iter().map(|l| l.tax_minor).sum::<i64>() + shipping.tax_minor;
+    let total = subtotal + shipping.price_minor + tax;
+    OrderPlaced {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        order_id: order_id.to_string(),
+        placed_at: 1_795_000_000_000,
+        channel: "web".into(),
+        currency: "EUR".into(),
+        customer: Customer {
+            id: "cus-1".into(),
+            email: "ana@example.com".into(),
+            name: "Ana García".into(),
+            locale: "es-ES".into(),
+        },
+        sales_agent: Some(SalesAgent {
+            id: "agent-7".into(),
+            email: "agent7@example.com".into(),
+            name: "Sam Agent".into(),
+        }),
+        shipping_address: Address {
+            name: "Ana García".into(),
+            line1: "Calle Mayor 1".into(),
+            line2: None,
+            city: "Madrid".into(),
+            region: Some("Madrid".into()),
+            postal_code: "28013".into(),
+            country: "ES".into(),
+        },
+        lines,
+        shipping,
+        totals: Totals {
+            subtotal_minor: subtotal,
+            shipping_minor: 495,
+            tax_minor: tax,
+            total_minor: total,
+        },
+        payment: Payment {
+            provider: "paysim".into(),
+            reference: format!("pay-{order_id}"),
+            amount_minor: total,
+        },
+        gift_message: Some("Happy birthday!".into()),
+    }
+}
+
+fn sample_line(id: &str, sku: &str, quantity: i32, unit_price: i64, supplier: &str) -> OrderLine {
+    OrderLine {
+        line_id: id.into(),
+        sku: sku.into(),
+        quantity,
+        unit_price_minor: unit_price,
+        tax_rate_bp: 2100,
+        tax_minor: tax_of(unit_price * i64::from(quantity), 2100),
+        supplier_id: supplier.into(),
+        unit_cost_minor: unit_price / 2,
+        product: Product {
+            name: format!("Product {sku}"),
+            category: if sku.starts_with("MUG") {
+                "mugs"
+            } else {
+                "apparel"
+            }
+            .into(),
+            design_id: "dsg-42".into(),
+            print_technique: "dtg".into(),
+            size: "M".into(),
+            colour: "black".into(),
+            material: "organic cotton".into(),
+            attributes: BTreeMap::from([("fit".to_string(), "regular".to_string())]),
+        },
+    }
+}

@@ -1,0 +1,180 @@
+//! The checkout HTTP API: `POST /v1/orders` accepts a paid order, `GET /v1/orders/{id}` shows it.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use orderflow_core::telemetry::{self, HeaderPairs};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::order::{self, FieldError, OrderRequest};
+use crate::payment::{PaymentClient, PaymentError};
+use crate::store::{self, Insert};
+
+/// Requests larger than this are refused before parsing.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: sqlx::PgPool,
+    pub payments: PaymentClient,
+    pub topic: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/orders", post(place_order))
+        .route("/v1/orders/{order_id}", get(get_order))
+        .route("/health", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Everything `POST /v1/orders` can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid order")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    PaymentRefused(String),
+    #[error("{0}")]
+    PaymentUnavailable(String),
+    #[error("order {0} exists with a different body")]
+    Conflict(String),
+    #[error("order {0} not found")]
+    NotFound(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        match self {
+            ApiError::Invalid(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": message, "errors": errors})),
+            )
+                .into_response(),
+            ApiError::PaymentRefused(_) => (
+                StatusCode::PAYMENT_REQUIRED,
+                Json(json!({"error": message})),
+            )
+                .into_response(),
+            ApiError::PaymentUnavailable(_) | ApiError::Database(_) => {
+                tracing::warn!(error = %message, "order not accepted; asking the client to retry");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "5")],
+                    Json(json!({"error": message})),
+                )
+                    .into_response()
+            }
+            ApiError::Conflict(_) => {
+                (StatusCode::CONFLICT, Json(json!({"error": message}))).into_response()
+            }
+            ApiError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, Json(json!({"error": message}))).into_response()
+            }
+        }
+    }
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+async fn place_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let span = tracing::info_span!(
+        "POST /v1/orders",
+        otel.kind = "server",
+        order_id = tracing::field::Empty
+    );
+    telemetry::set_parent_from(&span, &HeaderPairs(&header_pairs(&headers)));
+    accept(state, body).instrument(span).await
+}
+
+async fn accept(state: AppState, body: Bytes) -> Result<Response, ApiError> {
+    let request = order::parse(&body).map_err(ApiError::Invalid)?;
+    order::validate(&request).map_err(ApiError::Invalid)?;
+    tracing::Span::current().record("order_id", request.order_id.as_str());
+    // A retry of an accepted order answers as the first time did, without asking the provider.
+    if let Some(existing) = store::stored_request(&state.pool, &request.order_id).await? {
+        return repeat(&request, existing);
+    }
+    let event = request.to_event(
+        uuid::Uuid::new_v4().to_string(),
+        chrono::Utc::now().timestamp_millis(),
+    );
+    state
+        .payments
+        .verify(
+            &request.payment.reference,
+            event.totals.total_minor,
+            &event.currency,
+        )
+        .await
+        .map_err(|e| match e {
+            PaymentError::Refused(m) => ApiError::PaymentRefused(m),
+            PaymentError::Unavailable(m) => ApiError::PaymentUnavailable(m),
+        })?;
+    let payload = event.encode().expect("a validated order encodes");
+    let trace_headers =
+        serde_json::to_value(telemetry::current_context_headers()).expect("headers serialize");
+    match store::insert_order(
+        &state.pool,
+        &request,
+        &event,
+        &payload,
+        &state.topic,
+        &trace_headers,
+    )
+    .await?
+    {
+        Insert::Created => {
+            tracing::info!(event_id = %event.event_id, total_minor = event.totals.total_minor, "order accepted");
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({"order_id": request.order_id, "status": "accepted", "total_minor": event.totals.total_minor})),
+            )
+                .into_response())
+        }
+        // Another request with this id won the race while the payment was checked.
+        Insert::Exists(existing) => repeat(&request, existing),
+    }
+}
+
+/// The answer to an order id seen before: the original result for the same body, else 409.
+fn repeat(request: &OrderRequest, existing: serde_json::Value) -> Result<Response, ApiError> {
+    let same =
+        serde_json::from_value::<OrderRequest>(existing).is_ok_and(|stored| stored == *request);
+    if !same {
+        return Err(ApiError::Conflict(request.order_id.clone()));
+    }
+    let total = request.to_event(String::new(), 0).totals.total_minor;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"order_id": request.order_id, "status": "accepted", "total_minor": total})),
+    )
+        .into_response())
+}
+
+async fn get_order(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Response, ApiError> {
+    match store::find_order(&state.pool, &order_id).await? {
+        Some(view) => Ok(Json(view).into_response()),
+        None => Err(ApiError::NotFound(order_id)),
+    }
+}

@@ -1,0 +1,128 @@
+//! The checkout publisher: the HTTP service the checkout API calls to place a paid order, and the
+//! outbox relay that publishes accepted orders to Kafka.
+
+pub mod api;
+pub mod order;
+pub mod payment;
+pub mod relay;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
+use orderflow_core::topics;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+
+/// Everything checkout needs, from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub kafka: KafkaConfig,
+    pub payment_api_url: String,
+    pub payment_timeout: Duration,
+    pub topic: String,
+    /// How long one Kafka send may wait for a broker before the relay retries it.
+    pub delivery_timeout: Duration,
+}
+
+impl Settings {
+    /// `ORDERFLOW_CHECKOUT_LISTEN` (default 127.0.0.1:8080), `ORDERFLOW_DATABASE_URL`,
+    /// `ORDERFLOW_KAFKA_BROKERS` and its security settings, `ORDERFLOW_PAYMENT_API_URL`,
+    /// `ORDERFLOW_PAYMENT_TIMEOUT_MS` (3000), `ORDERFLOW_ORDERS_TOPIC` (orders.placed),
+    /// `ORDERFLOW_RELAY_DELIVERY_TIMEOUT_MS` (10000).
+    pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            listen: config::optional(src, "ORDERFLOW_CHECKOUT_LISTEN")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database_url: config::url(src, config::DATABASE_URL, &["postgres", "postgresql"])?,
+            kafka: KafkaConfig::from_source(src)?,
+            payment_api_url: config::url(src, config::PAYMENT_API_URL, &["http", "https"])?,
+            payment_timeout: config::millis(
+                src,
+                "ORDERFLOW_PAYMENT_TIMEOUT_MS",
+                Duration::from_secs(3),
+            )?,
+            topic: config::optional(src, "ORDERFLOW_ORDERS_TOPIC")?
+                .unwrap_or_else(|| topics::ORDERS_PLACED.to_string()),
+            delivery_timeout: config::millis(
+                src,
+                "ORDERFLOW_RELAY_DELIVERY_TIMEOUT_MS",
+                Duration::from_secs(10),
+            )?,
+        })
+    }
+}
+
+/// A started checkout: the HTTP API and the relay, until `stop` is called.
+pub struct Checkout {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Checkout {
+    /// Stops accepting requests, lets the relay finish its batch, and waits for both.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Migrates the database and starts the API and the relay.
+pub async fn start(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<Checkout> {
+    store::MIGRATOR.run(&pool).await?;
+    let producer =
+        orderflow_core::kafka::idempotent_producer(&settings.kafka, settings.delivery_timeout)?;
+    let state = api::AppState {
+        pool: pool.clone(),
+        payments: payment::PaymentClient::new(
+            settings.payment_api_url.clone(),
+            settings.payment_timeout,
+        )?,
+        topic: settings.topic.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, rx) = watch::channel(false);
+    let server = tokio::spawn({
+        let rx = rx.clone();
+        async move {
+            if let Err(e) = axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(stopped(rx))
+                .await
+            {
+                tracing::error!(error = %e, "checkout API stopped");
+            }
+        }
+    });
+    let relay = relay::Relay::new(pool, producer, relay::RelaySettings::default());
+    let relay = tokio::spawn(relay.run(stopped(rx)));
+    tracing::info!(%addr, topic = %settings.topic, "checkout listening");
+    Ok(Checkout {
+        addr,
+        stop,
+        tasks: vec![server, relay],
+    })
+}
+
+/// Runs checkout until SIGTERM/SIGINT.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&settings.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", config::DATABASE_URL))?;
+    let checkout = start(settings, pool).await?;
+    orderflow_core::shutdown::signal().await;
+    checkout.stop().await;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The outbox relay: publishes pending outbox rows to Kafka in insertion order with an idempotent
+//! producer, then marks them published. Rows stay pending while Kafka is down and go out when it
+//! returns, so an accepted order is never lost. One relay at a time holds a Postgres advisory
+//! lock, so several checkout replicas never interleave their sends of one key.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres};
+
+use crate::store::OUTBOX_CHANNEL;
+
+#[derive(Clone)]
+pub struct RelaySettings {
+    pub batch_size: i64,
+    /// Longest wait between looks at the outbox when no notification arrives.
+    pub poll_interval: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    id: i64,
+    topic: String,
+    message_key: String,
+    payload: Vec<u8>,
+    headers: sqlx::types::Json<HashMap<String, String>>,
+}
+
+pub struct Relay {
+    pool: PgPool,
+    producer: FutureProducer,
+    settings: RelaySettings,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, producer: FutureProducer, settings: RelaySettings) -> Self {
+        Self {
+            pool,
+            producer,
+            settings,
+        }
+    }
+
+    /// Publishes until `shutdown` completes. Database and Kafka trouble is logged and retried.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        loop {
+            let wait = tokio::select! {
+                _ = &mut shutdown => return,
+                result = self.lead() => match result {
+                    Ok(()) => self.settings.poll_interval,
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, "outbox relay lost its database connection; retrying");
+                        backoff(failures)
+                    }
+                },
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Waits to become the leader, then publishes for as long as the lock's connection lives.
+    async fn lead(&self) -> Result<(), sqlx::Error> {
+        let mut lock_conn: PoolConnection<Postgres> = self.pool.acquire().await?;
+        loop {
+            // One leader per outbox table: the lock is named after the table's schema.
+            let got: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtext('orderflow.outbox.' || current_schema()))",
+            )
+            .fetch_one(&mut *lock_conn)
+            .await?;
+            if got {
+                break;
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+        tracing::info!("outbox relay is the leader");
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(OUTBOX_CHANNEL).await?;
+        let mut failures = 0u32;
+        loop {
+            // Keeps the lock's session alive and notices when it is gone.
+            sqlx::query("SELECT 1").execute(&mut *lock_conn).await?;
+            match self.publish_batch().await? {
+                BatchOutcome::Published(n) if n as i64 == self.settings.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                BatchOutcome::Published(_) => {
+                    failures = 0;
+                    // Woken by the next accepted order, or by the poll interval as a fallback.
+                    let _ = tokio::time::timeout(self.settings.poll_interval, listener.try_recv())
+                        .await;
+                }
+                BatchOutcome::KafkaFailed => {
+                    failures += 1;
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+    }
+
+    async fn publish_batch(&self) -> Result<BatchOutcome, sqlx::Error> {
+        let rows: Vec<PendingRow> = sqlx::query_as(
+            "SELECT id, topic, message_key, payload, headers FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.settings.batch_size)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(BatchOutcome::Published(0));
+        }
+        // All sends are queued at once and delivered in order per partition by the idempotent
+        // producer; waiting on each in turn would cost a round trip per order.
+        let results = join_all(rows.iter().map(|row| {
+            let mut headers = OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some("application/vnd.orderflow.order-placed+avro"),
+            });
+            for (key, value) in row.headers.iter() {
+                headers = headers.insert(Header {
+                    key: key.as_str(),
+                    value: Some(value.as_str()),
+                });
+            }
+            let record = FutureRecord::to(&row.topic)
+                .key(&row.message_key)
+                .payload(&row.payload)
+                .headers(headers);
+            self.producer.send(record, Duration::from_secs(0))
+        }))
+        .await;
+        let mut published = Vec::with_capacity(rows.len());
+        let mut first_error = None;
+        for (row, result) in rows.iter().zip(results) {
+            match result {
+                Ok(_) => published.push(row.id),
+                Err((e, _)) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if !published.is_empty() {
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&published)
+                .execute(&self.pool)
+                .await?;
+        }
+        match first_error {
+            None => Ok(BatchOutcome::Published(published.len())),
+            Some(e) => {
+                tracing::warn!(
+                    error = %e,
+                    pending = rows.len() - published.len(),
+                    "kafka did not take outbox rows; they stay pending and will be retried"
+                );
+                Ok(BatchOutcome::KafkaFailed)
+            }
+        }
+    }
+}
+
+enum BatchOutcome {
+    Published(usize),
+    KafkaFailed,
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(200 * 2u64.pow(failures.min(5))).min(Duration::from_secs(5))
+}
