@@ -13,6 +13,7 @@ use orderflow_core::event::{
 use orderflow_core::kafka::{self, TopicSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -124,6 +125,43 @@ pub async fn read_topic(topic: &str, count: usize, timeout: Duration) -> Vec<Own
     })
     .await
     .expect("reader thread")
+}
+
+/// Writes messages (key, payload) to `topic` and waits until the broker has them all.
+pub async fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
+    let producer = kafka::idempotent_producer(&kafka(), Duration::from_secs(30)).expect("producer");
+    for (key, payload) in messages {
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(0),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+}
+
+/// The offset `group` committed on `topic`/`partition`, if any.
+pub async fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let (group, topic) = (group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = kafka::client_config(&kafka())
+            .set("group.id", &group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&topic, partition);
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        match committed.find_partition(&topic, partition)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    })
+    .await
+    .expect("committed offsets thread")
 }
 
 /// Value of a header of a message, as UTF-8.

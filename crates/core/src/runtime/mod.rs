@@ -304,42 +304,54 @@ pub async fn run<H: Handler>(
     let capacity = Arc::new(Semaphore::new(shared.settings.max_in_flight.max(1)));
     let mut commit_tick = tokio::time::interval(shared.settings.commit_interval);
     tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
+    'consume: loop {
+        let permit = tokio::select! {
             biased;
-            _ = &mut shutdown => break,
-            _ = commit_tick.tick() => commit_progress(&consumer, &tracker, CommitMode::Async),
-            permit = Arc::clone(&capacity).acquire_owned() => {
-                let permit = permit.expect("the capacity semaphore is never closed");
-                let message = tokio::select! {
-                    biased;
-                    _ = &mut shutdown => break,
-                    m = consumer.recv() => m,
-                };
-                let message = match message {
-                    Ok(m) => m.detach(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "kafka consumer error");
-                        continue;
-                    }
-                };
-                let partition = (message.topic().to_string(), message.partition());
-                let generation = tracker.received(&partition, message.offset());
-                // Keyless messages keep their partition's order.
-                let key = message
-                    .key()
-                    .map(<[u8]>::to_vec)
-                    .unwrap_or_else(|| format!("\0partition-{}", message.partition()).into_bytes());
-                let shared = Arc::clone(&shared);
-                scheduler.submit(key, Box::pin(async move {
-                    if shared.tracker.start(&partition, generation) {
-                        process(&shared, &message).await;
-                        shared.tracker.finish(&partition, generation, message.offset());
-                    }
-                    drop(permit);
-                }));
+            _ = &mut shutdown => break 'consume,
+            _ = commit_tick.tick() => {
+                commit_progress(&consumer, &tracker, CommitMode::Async);
+                continue 'consume;
             }
-        }
+            permit = Arc::clone(&capacity).acquire_owned() => {
+                permit.expect("the capacity semaphore is never closed")
+            }
+        };
+        // Commits go on while the topic is quiet: finished work must not wait for new messages.
+        let message = loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break 'consume,
+                _ = commit_tick.tick() => commit_progress(&consumer, &tracker, CommitMode::Async),
+                m = consumer.recv() => break m,
+            }
+        };
+        let message = match message {
+            Ok(m) => m.detach(),
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                continue;
+            }
+        };
+        let partition = (message.topic().to_string(), message.partition());
+        let generation = tracker.received(&partition, message.offset());
+        // Keyless messages keep their partition's order.
+        let key = message
+            .key()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_else(|| format!("\0partition-{}", message.partition()).into_bytes());
+        let shared = Arc::clone(&shared);
+        scheduler.submit(
+            key,
+            Box::pin(async move {
+                if shared.tracker.start(&partition, generation) {
+                    process(&shared, &message).await;
+                    shared
+                        .tracker
+                        .finish(&partition, generation, message.offset());
+                }
+                drop(permit);
+            }),
+        );
     }
 
     tracing::info!(in_flight = tracker.in_flight(), "draining before shutdown");

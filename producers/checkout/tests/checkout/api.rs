@@ -1,11 +1,9 @@
 //! The checkout API against the real stack: validation, payment verification, idempotent
 //! acceptance and the outbox relay to Kafka.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{expected_total, order_request, spawn_app};
+use crate::common::{expected_total, order_request, spawn_app};
 use orderflow_core::{Event, OrderPlaced};
 use rdkafka::Message;
 use serde_json::Value;

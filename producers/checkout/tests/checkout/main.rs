@@ -1,0 +1,5 @@
+//! Checkout against the real stack, in one test binary.
+
+mod api;
+mod common;
+mod kafka_outage;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's whole test suite: brings the local stack up (installing what is missing), then
+# runs every test against it. This is the README's test command, and what CI runs.
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+cd "$ORDERFLOW_ROOT"
+
+"$ORDERFLOW_ROOT/scripts/stack.sh" up
+export ORDERFLOW_KAFKA_BROKERS=127.0.0.1:9092
+export ORDERFLOW_DATABASE_URL=postgres://orderflow:orderflow@127.0.0.1:5432/orderflow
+# Lines of our own logs only; the tests' assertions say what went wrong.
+export RUST_LOG=${RUST_LOG:-warn}
+info "cargo test --workspace"
+cargo test --workspace --locked
