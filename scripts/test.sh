@@ -12,4 +12,5 @@ export ORDERFLOW_DATABASE_URL=postgres://orderflow:orderflow@127.0.0.1:5432/orde
 # Lines of our own logs only; the tests' assertions say what went wrong.
 export RUST_LOG=${RUST_LOG:-warn}
 info "cargo test --workspace"
-cargo test --workspace --locked
+# Every test binary runs even when an earlier one fails, so one run shows every failure.
+cargo test --workspace --locked --no-fail-fast

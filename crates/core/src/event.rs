@@ -29,6 +29,7 @@ pub struct OrderPlaced {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Customer {
     pub id: String,
     pub email: String,
@@ -37,6 +38,7 @@ pub struct Customer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SalesAgent {
     pub id: String,
     pub email: String,
@@ -44,6 +46,7 @@ pub struct SalesAgent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Address {
     pub name: String,
     pub line1: String,
@@ -68,6 +71,7 @@ pub struct OrderLine {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Product {
     pub name: String,
     pub category: String,
@@ -76,6 +80,7 @@ pub struct Product {
     pub size: String,
     pub colour: String,
     pub material: String,
+    #[serde(default)]
     pub attributes: BTreeMap<String, String>,
 }
 

@@ -11,9 +11,10 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{self, Env};
 
@@ -56,15 +57,19 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
     let provider = builder.build();
     let tracer = provider.tracer(service_name);
     opentelemetry::global::set_tracer_provider(provider.clone());
+    // RUST_LOG filters the logs only: spans are traced at INFO whatever the log level, so trace
+    // context keeps propagating when logs are quiet.
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(LevelFilter::INFO);
     // A second init (several services in one test process) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(logs)
+        .with(traces)
         .try_init();
     Ok(TelemetryGuard { provider })
 }

@@ -380,3 +380,52 @@ async fn a_killed_consumer_s_uncommitted_events_go_to_its_successor() {
         .collect();
     assert_eq!(all.len(), 20, "no event lost");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_joining_mid_stream_takes_partitions_without_redoing_committed_work() {
+    let s = setup(4).await;
+    let first = Recorder {
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let second = Recorder {
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let (stop_first, task_first) = start(settings(&s), first.clone());
+    let batch = orders("rebalance", 80);
+    let producer = tokio::spawn({
+        let topic = s.topic.clone();
+        async move {
+            for chunk in batch.chunks(8) {
+                kit::produce(&topic, chunk).await;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        }
+    });
+    assert!(wait_handled(&first, 10).await);
+    // A second member joins while events keep coming: cooperative-sticky moves some partitions.
+    let (stop_second, task_second) = start(settings(&s), second.clone());
+    producer.await.unwrap();
+    assert!(
+        kit::eventually(Duration::from_secs(40), || async {
+            first.handled_ids().len() + second.handled_ids().len() >= 80
+        })
+        .await
+    );
+    // Let a wrong redelivery show up before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_first.send(()).unwrap();
+    stop_second.send(()).unwrap();
+    task_first.await.unwrap();
+    task_second.await.unwrap();
+    let mut all: Vec<String> = first.handled_ids();
+    all.extend(second.handled_ids());
+    assert!(
+        !second.handled_ids().is_empty(),
+        "the new member got partitions"
+    );
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), 80, "nothing lost");
+    assert_eq!(all.len(), 80, "nothing handled twice across the rebalance");
+}

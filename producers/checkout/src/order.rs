@@ -1,9 +1,7 @@
 //! The order as the checkout API receives it, its validation with field-level reasons, and the
 //! `OrderPlaced` event it becomes. Totals are computed here, never taken from the client.
 
-use std::collections::BTreeMap;
-
-use orderflow_core::event::{self, tax_of, OrderPlaced};
+use orderflow_core::event::{self, tax_of, Address, Customer, OrderPlaced, Product, SalesAgent};
 use serde::{Deserialize, Serialize};
 
 const CHANNELS: &[&str] = &["web", "mobile", "marketplace", "pos"];
@@ -31,37 +29,6 @@ pub struct OrderRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Customer {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    pub locale: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SalesAgent {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Address {
-    pub name: String,
-    pub line1: String,
-    #[serde(default)]
-    pub line2: Option<String>,
-    pub city: String,
-    #[serde(default)]
-    pub region: Option<String>,
-    pub postal_code: String,
-    pub country: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Line {
     pub line_id: String,
     pub sku: String,
@@ -71,20 +38,6 @@ pub struct Line {
     pub supplier_id: String,
     pub unit_cost_minor: i64,
     pub product: Product,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Product {
-    pub name: String,
-    pub category: String,
-    pub design_id: String,
-    pub print_technique: String,
-    pub size: String,
-    pub colour: String,
-    pub material: String,
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,16 +272,7 @@ impl OrderRequest {
                 tax_minor: tax_of(l.unit_price_minor * l.quantity, int(l.tax_rate_bp)),
                 supplier_id: l.supplier_id.clone(),
                 unit_cost_minor: l.unit_cost_minor,
-                product: event::Product {
-                    name: l.product.name.clone(),
-                    category: l.product.category.clone(),
-                    design_id: l.product.design_id.clone(),
-                    print_technique: l.product.print_technique.clone(),
-                    size: l.product.size.clone(),
-                    colour: l.product.colour.clone(),
-                    material: l.product.material.clone(),
-                    attributes: l.product.attributes.clone(),
-                },
+                product: l.product.clone(),
             })
             .collect();
         let shipping = event::Shipping {
@@ -343,33 +287,15 @@ impl OrderRequest {
             .sum();
         let tax = lines.iter().map(|l| l.tax_minor).sum::<i64>() + shipping.tax_minor;
         let total = subtotal + shipping.price_minor + tax;
-        let a = &self.shipping_address;
         OrderPlaced {
             event_id,
             order_id: self.order_id.clone(),
             placed_at: placed_at_millis,
             channel: self.channel.clone(),
             currency: self.currency.clone(),
-            customer: event::Customer {
-                id: self.customer.id.clone(),
-                email: self.customer.email.clone(),
-                name: self.customer.name.clone(),
-                locale: self.customer.locale.clone(),
-            },
-            sales_agent: self.sales_agent.as_ref().map(|s| event::SalesAgent {
-                id: s.id.clone(),
-                email: s.email.clone(),
-                name: s.name.clone(),
-            }),
-            shipping_address: event::Address {
-                name: a.name.clone(),
-                line1: a.line1.clone(),
-                line2: a.line2.clone(),
-                city: a.city.clone(),
-                region: a.region.clone(),
-                postal_code: a.postal_code.clone(),
-                country: a.country.clone(),
-            },
+            customer: self.customer.clone(),
+            sales_agent: self.sales_agent.clone(),
+            shipping_address: self.shipping_address.clone(),
             totals: event::Totals {
                 subtotal_minor: subtotal,
                 shipping_minor: shipping.price_minor,
