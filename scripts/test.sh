@@ -13,4 +13,12 @@ export ORDERFLOW_DATABASE_URL=postgres://orderflow:orderflow@127.0.0.1:5432/orde
 export RUST_LOG=${RUST_LOG:-warn}
 info "cargo test --workspace"
 # Every test binary runs even when an earlier one fails, so one run shows every failure.
-cargo test --workspace --locked --no-fail-fast
+mkdir -p "$STACK_LOG_DIR"
+log="$STACK_LOG_DIR/test.log"
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (the last binary alone may have no tests).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"

@@ -9,9 +9,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgConnection, PgPool};
 
 use crate::store::OUTBOX_CHANNEL;
 
@@ -80,13 +79,15 @@ impl Relay {
 
     /// Waits to become the leader, then publishes for as long as the lock's connection lives.
     async fn lead(&self) -> Result<(), sqlx::Error> {
-        let mut lock_conn: PoolConnection<Postgres> = self.pool.acquire().await?;
+        // Detached from the pool: when leadership ends, for whatever reason, the connection closes
+        // and releases the lock instead of going back to the pool still holding it.
+        let mut lock_conn: PgConnection = self.pool.acquire().await?.detach();
         loop {
             // One leader per outbox table: the lock is named after the table's schema.
             let got: bool = sqlx::query_scalar(
                 "SELECT pg_try_advisory_lock(hashtext('orderflow.outbox.' || current_schema()))",
             )
-            .fetch_one(&mut *lock_conn)
+            .fetch_one(&mut lock_conn)
             .await?;
             if got {
                 break;
@@ -99,7 +100,7 @@ impl Relay {
         let mut failures = 0u32;
         loop {
             // Keeps the lock's session alive and notices when it is gone.
-            sqlx::query("SELECT 1").execute(&mut *lock_conn).await?;
+            sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
             match self.publish_batch().await? {
                 BatchOutcome::Published(n) if n as i64 == self.settings.batch_size => {
                     failures = 0;
