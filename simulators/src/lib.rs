@@ -3,3 +3,5 @@
 //! bytes and failure modes it meets in production.
 
 pub mod payment;
+pub mod smtp;
+pub mod supplier;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub const KAFKA_BROKERS: &str = "ORDERFLOW_KAFKA_BROKERS";
 pub const DATABASE_URL: &str = "ORDERFLOW_DATABASE_URL";
+pub const DATABASE_SCHEMA: &str = "ORDERFLOW_DATABASE_SCHEMA";
 pub const AMQP_URL: &str = "ORDERFLOW_AMQP_URL";
 pub const PAYMENT_API_URL: &str = "ORDERFLOW_PAYMENT_API_URL";
 pub const SUPPLIER_API_URL: &str = "ORDERFLOW_SUPPLIER_API_URL";

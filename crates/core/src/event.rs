@@ -133,6 +133,80 @@ impl Event for OrderPlaced {
     }
 }
 
+/// Why an event that decoded cleanly still cannot be processed: its amounts disagree or it has
+/// nothing to fulfil. Consumers dead-letter such an event with these reasons.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("inconsistent order: {}", .0.join("; "))]
+pub struct Inconsistent(pub Vec<String>);
+
+impl OrderPlaced {
+    /// Checks what every consumer relies on: at least one line, positive quantities, no negative
+    /// amounts, and totals that add up (subtotal, tax, total and the payment).
+    pub fn check_consistency(&self) -> Result<(), Inconsistent> {
+        let mut problems = Vec::new();
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            problems.push(format!(
+                "currency {:?} is not an ISO 4217 code",
+                self.currency
+            ));
+        }
+        if self.lines.is_empty() {
+            problems.push("the order has no lines".to_string());
+        }
+        for l in &self.lines {
+            if l.quantity <= 0 {
+                problems.push(format!(
+                    "line {}: quantity {} is not positive",
+                    l.line_id, l.quantity
+                ));
+            }
+            if l.unit_price_minor < 0 || l.unit_cost_minor < 0 || l.tax_minor < 0 {
+                problems.push(format!("line {}: negative amount", l.line_id));
+            }
+        }
+        if self.shipping.price_minor < 0 || self.shipping.tax_minor < 0 {
+            problems.push("shipping: negative amount".to_string());
+        }
+        let subtotal: i64 = self
+            .lines
+            .iter()
+            .map(|l| l.unit_price_minor * i64::from(l.quantity))
+            .sum();
+        let tax: i64 =
+            self.lines.iter().map(|l| l.tax_minor).sum::<i64>() + self.shipping.tax_minor;
+        let t = &self.totals;
+        let mut expect = |what: &str, stated: i64, computed: i64| {
+            if stated != computed {
+                problems.push(format!(
+                    "{what} is {stated}, the lines add up to {computed}"
+                ));
+            }
+        };
+        expect("totals.subtotal_minor", t.subtotal_minor, subtotal);
+        expect(
+            "totals.shipping_minor",
+            t.shipping_minor,
+            self.shipping.price_minor,
+        );
+        expect("totals.tax_minor", t.tax_minor, tax);
+        expect(
+            "totals.total_minor",
+            t.total_minor,
+            subtotal + self.shipping.price_minor + tax,
+        );
+        expect(
+            "payment.amount_minor",
+            self.payment.amount_minor,
+            t.total_minor,
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Inconsistent(problems))
+        }
+    }
+}
+
 /// Tax of an amount at a rate in basis points, rounded half up (amounts are never negative).
 pub fn tax_of(amount_minor: i64, rate_bp: i32) -> i64 {
     (amount_minor * i64::from(rate_bp) + 5_000) / 10_000
@@ -141,6 +215,96 @@ pub fn tax_of(amount_minor: i64, rate_bp: i32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn order() -> OrderPlaced {
+        let line = |id: &str, qty: i32, price: i64| OrderLine {
+            line_id: id.into(),
+            sku: "SKU".into(),
+            quantity: qty,
+            unit_price_minor: price,
+            tax_rate_bp: 2100,
+            tax_minor: tax_of(price * i64::from(qty), 2100),
+            supplier_id: "sup".into(),
+            unit_cost_minor: price / 2,
+            product: Product {
+                name: "n".into(),
+                category: "c".into(),
+                design_id: "d".into(),
+                print_technique: "dtg".into(),
+                size: "M".into(),
+                colour: "black".into(),
+                material: "cotton".into(),
+                attributes: BTreeMap::new(),
+            },
+        };
+        let lines = vec![line("l1", 2, 1000), line("l2", 1, 500)];
+        OrderPlaced {
+            event_id: "e".into(),
+            order_id: "o".into(),
+            placed_at: 0,
+            channel: "web".into(),
+            currency: "EUR".into(),
+            customer: Customer {
+                id: "c".into(),
+                email: "c@example.com".into(),
+                name: "C".into(),
+                locale: "en".into(),
+            },
+            sales_agent: None,
+            shipping_address: Address {
+                name: "C".into(),
+                line1: "1 Street".into(),
+                line2: None,
+                city: "City".into(),
+                region: None,
+                postal_code: "1".into(),
+                country: "ES".into(),
+            },
+            lines,
+            shipping: Shipping {
+                method: "standard".into(),
+                price_minor: 400,
+                tax_rate_bp: 2100,
+                tax_minor: 84,
+            },
+            totals: Totals {
+                subtotal_minor: 2500,
+                shipping_minor: 400,
+                tax_minor: 420 + 105 + 84,
+                total_minor: 2500 + 400 + 609,
+            },
+            payment: Payment {
+                provider: "p".into(),
+                reference: "r".into(),
+                amount_minor: 3509,
+            },
+            gift_message: None,
+        }
+    }
+
+    #[test]
+    fn a_consistent_order_passes_and_each_mismatch_is_named() {
+        assert_eq!(order().check_consistency(), Ok(()));
+        let mut o = order();
+        o.totals.tax_minor += 1;
+        o.lines[0].quantity = 0;
+        let problems = o.check_consistency().unwrap_err().0;
+        assert!(
+            problems.iter().any(|p| p.contains("line l1: quantity 0")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with("totals.tax_minor")),
+            "{problems:?}"
+        );
+        let mut o = order();
+        o.lines.clear();
+        assert!(o
+            .check_consistency()
+            .unwrap_err()
+            .to_string()
+            .contains("no lines"));
+    }
 
     #[test]
     fn tax_rounds_half_up() {

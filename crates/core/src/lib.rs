@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod db;
 pub mod event;
 pub mod idempotency;
 pub mod kafka;

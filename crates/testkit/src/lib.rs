@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use orderflow_core::config::KafkaConfig;
+use orderflow_core::db::DatabaseConfig;
 use orderflow_core::event::{
     tax_of, Address, Customer, OrderLine, OrderPlaced, Payment, Product, SalesAgent, Shipping,
     Totals,
@@ -15,7 +16,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 /// The local stack's broker, or `ORDERFLOW_KAFKA_BROKERS`.
@@ -78,22 +78,77 @@ pub async fn create_topic_on(kafka_config: &KafkaConfig, name: &str, partitions:
 
 /// A pool on a schema of its own, created for this test.
 pub async fn database() -> PgPool {
+    database_with_schema().await.0
+}
+
+/// A pool on a schema of its own, and the schema's name, for a test that also starts a service
+/// process on the same schema (`ORDERFLOW_DATABASE_SCHEMA`).
+pub async fn database_with_schema() -> (PgPool, String) {
     let schema = unique("test").replace('-', "_");
-    let url = database_url();
-    let admin = PgPool::connect(&url).await.unwrap_or_else(|e| {
-        panic!("connecting to {url}: {e} (is the stack up? scripts/stack.sh up)")
+    let config = DatabaseConfig {
+        url: database_url(),
+        schema: schema.clone(),
+        max_connections: 8,
+    };
+    let pool = config.connect().await.unwrap_or_else(|e| {
+        panic!(
+            "connecting to {}: {e} (is the stack up? scripts/stack.sh up)",
+            config.url
+        )
     });
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .expect("create test schema");
-    admin.close().await;
-    let options: PgConnectOptions = url.parse().expect("database url");
-    PgPoolOptions::new()
-        .max_connections(8)
-        .connect_with(options.options([("search_path", schema.as_str())]))
-        .await
-        .expect("connect to test schema")
+    (pool, schema)
+}
+
+/// A service binary running as a child process, killed (SIGKILL) when dropped. Its output goes
+/// to `target/test-logs/<name>-<pid>.log` so a failing test can be diagnosed.
+pub struct Service {
+    child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Service {
+    /// Starts `binary` (for example `env!("CARGO_BIN_EXE_accounting")`) with `env` added to
+    /// this process's environment.
+    pub fn spawn(binary: &str, env: &[(&str, String)]) -> Self {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-logs");
+        std::fs::create_dir_all(&dir).expect("test log folder");
+        let name = std::path::Path::new(binary)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let log = dir.join(format!("{}.log", unique(&name)));
+        let out = std::fs::File::create(&log).expect("test log file");
+        let err = out.try_clone().expect("test log file");
+        let child = std::process::Command::new(binary)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        Self { child, log }
+    }
+
+    /// Kills the process at once, as a crash would: no drain, no commit.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Reads every message of `topic` from the beginning until `count` arrived or `timeout` passed.

@@ -155,14 +155,20 @@ impl ConsumerSettings {
         }
     }
 
-    /// Defaults overridden by `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
-    /// `ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS`, `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS` and
-    /// `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS`.
+    /// Defaults overridden by `ORDERFLOW_CONSUMER_GROUP`, `ORDERFLOW_CONSUMER_TOPIC`,
+    /// `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
+    /// `ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS`, `ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS`,
+    /// `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS` and `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS`.
+    /// The dead-letter topic follows the group and topic in force.
     pub fn from_source(
         src: &impl Source,
         group_id: impl Into<String>,
         topic: impl Into<String>,
     ) -> Result<Self, ConfigError> {
+        let group_id = config::optional::<String>(src, "ORDERFLOW_CONSUMER_GROUP")?
+            .unwrap_or_else(|| group_id.into());
+        let topic = config::optional::<String>(src, "ORDERFLOW_CONSUMER_TOPIC")?
+            .unwrap_or_else(|| topic.into());
         let mut s = Self::new(group_id, topic);
         if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_CONCURRENCY")? {
             s.concurrency = n;
@@ -173,6 +179,11 @@ impl ConsumerSettings {
         if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS")? {
             s.retry_max_attempts = n;
         }
+        s.retry_min_delay = config::millis(
+            src,
+            "ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS",
+            s.retry_min_delay,
+        )?;
         s.retry_max_delay = config::millis(
             src,
             "ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS",

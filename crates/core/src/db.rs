@@ -1,0 +1,90 @@
+//! PostgreSQL connections. Every service keeps its tables (and its sqlx migration history) in a
+//! schema of its own, so services sharing one database never see each other's migrations.
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::{self, ConfigError, Source};
+
+/// Where a service's tables live.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub schema: String,
+    pub max_connections: u32,
+}
+
+impl DatabaseConfig {
+    /// `ORDERFLOW_DATABASE_URL`, `ORDERFLOW_DATABASE_SCHEMA` (default: the service's own name)
+    /// and `ORDERFLOW_DATABASE_MAX_CONNECTIONS` (default 16).
+    pub fn from_source(src: &impl Source, default_schema: &str) -> Result<Self, ConfigError> {
+        let schema = config::optional::<String>(src, config::DATABASE_SCHEMA)?
+            .unwrap_or_else(|| default_schema.to_string());
+        if !is_identifier(&schema) {
+            return Err(ConfigError::Malformed {
+                name: config::DATABASE_SCHEMA,
+                value: schema,
+                reason: "use lowercase letters, digits and underscores, starting with a letter"
+                    .into(),
+            });
+        }
+        Ok(Self {
+            url: config::url(src, config::DATABASE_URL, &["postgres", "postgresql"])?,
+            schema,
+            max_connections: config::optional(src, "ORDERFLOW_DATABASE_MAX_CONNECTIONS")?
+                .unwrap_or(16),
+        })
+    }
+
+    /// Creates the schema if it is missing and returns a pool whose connections use it.
+    pub async fn connect(&self) -> Result<PgPool, sqlx::Error> {
+        let options: PgConnectOptions = self.url.parse()?;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        // The name is checked by `is_identifier`, so it is safe to splice in.
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .connect_with(options.options([("search_path", self.schema.as_str())]))
+            .await
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_defaults_to_the_service_and_must_be_an_identifier() {
+        let url = ("ORDERFLOW_DATABASE_URL", "postgres://u:p@localhost/db");
+        let c = DatabaseConfig::from_source(&[url], "accounting").unwrap();
+        assert_eq!(c.schema, "accounting");
+        let c = DatabaseConfig::from_source(&[url, ("ORDERFLOW_DATABASE_SCHEMA", "acct_2")], "x")
+            .unwrap();
+        assert_eq!(c.schema, "acct_2");
+        let err = DatabaseConfig::from_source(
+            &[url, ("ORDERFLOW_DATABASE_SCHEMA", "x; DROP TABLE y")],
+            "x",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Malformed {
+                name: "ORDERFLOW_DATABASE_SCHEMA",
+                ..
+            }
+        ));
+    }
+}

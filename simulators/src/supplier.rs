@@ -1,0 +1,1 @@
+//! The print-on-demand supplier's HTTP API, simulated.
