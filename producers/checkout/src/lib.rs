@@ -11,15 +11,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
+use orderflow_core::db::DatabaseConfig;
 use orderflow_core::topics;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
 /// Everything checkout needs, from the environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
-    pub database_url: String,
+    pub database: DatabaseConfig,
     pub kafka: KafkaConfig,
     pub payment_api_url: String,
     pub payment_timeout: Duration,
@@ -29,7 +29,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `ORDERFLOW_CHECKOUT_LISTEN` (default 127.0.0.1:8080), `ORDERFLOW_DATABASE_URL`,
+    /// `ORDERFLOW_CHECKOUT_LISTEN` (default 127.0.0.1:8080), `ORDERFLOW_DATABASE_URL` and
+    /// `ORDERFLOW_DATABASE_SCHEMA` (checkout),
     /// `ORDERFLOW_KAFKA_BROKERS` and its security settings, `ORDERFLOW_PAYMENT_API_URL`,
     /// `ORDERFLOW_PAYMENT_TIMEOUT_MS` (3000), `ORDERFLOW_ORDERS_TOPIC` (orders.placed),
     /// `ORDERFLOW_RELAY_DELIVERY_TIMEOUT_MS` (10000).
@@ -37,7 +38,7 @@ impl Settings {
         Ok(Self {
             listen: config::optional(src, "ORDERFLOW_CHECKOUT_LISTEN")?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            database_url: config::url(src, config::DATABASE_URL, &["postgres", "postgresql"])?,
+            database: DatabaseConfig::from_source(src, "checkout")?,
             kafka: KafkaConfig::from_source(src)?,
             payment_api_url: config::url(src, config::PAYMENT_API_URL, &["http", "https"])?,
             payment_timeout: config::millis(
@@ -116,9 +117,9 @@ pub async fn start(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<Che
 
 /// Runs checkout until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect(&settings.database_url)
+    let pool = settings
+        .database
+        .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", config::DATABASE_URL))?;
     let checkout = start(settings, pool).await?;

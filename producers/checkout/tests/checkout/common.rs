@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use checkout::{Checkout, Settings};
 use orderflow_core::config::KafkaConfig;
+use orderflow_core::db::DatabaseConfig;
 use orderflow_simulators::payment::PaymentSim;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -26,13 +27,17 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(kafka: KafkaConfig, topic: String) -> TestApp {
     orderflow_testkit::init_telemetry();
-    let pool = orderflow_testkit::database().await;
+    let (pool, schema) = orderflow_testkit::database_with_schema().await;
     let payments = PaymentSim::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
     let settings = Settings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url: orderflow_testkit::database_url(),
+        database: DatabaseConfig {
+            url: orderflow_testkit::database_url(),
+            schema,
+            max_connections: 8,
+        },
         kafka,
         payment_api_url: payments.url(),
         payment_timeout: Duration::from_secs(2),
