@@ -7,8 +7,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ORDERFLOW_ROOT"
 
 "$ORDERFLOW_ROOT/scripts/stack.sh" up
+# The analytics tests read the Parquet archive back with an independent reader (pyarrow).
+if ! python3 -c "import pyarrow" 2>/dev/null; then
+  info "installing the test readers from PyPI (consumers/product-analytics/tests/requirements.txt)"
+  python3 -m pip install -q -r consumers/product-analytics/tests/requirements.txt
+fi
 export ORDERFLOW_KAFKA_BROKERS=127.0.0.1:9092
 export ORDERFLOW_DATABASE_URL=postgres://orderflow:orderflow@127.0.0.1:5432/orderflow
+export ORDERFLOW_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
 # Lines of our own logs only; the tests' assertions say what went wrong.
 export RUST_LOG=${RUST_LOG:-warn}
 info "cargo test --workspace"

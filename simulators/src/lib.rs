@@ -4,4 +4,5 @@
 
 pub mod payment;
 pub mod smtp;
+pub mod storefront;
 pub mod supplier;

@@ -167,37 +167,40 @@ impl OrderPlaced {
         if self.shipping.price_minor < 0 || self.shipping.tax_minor < 0 {
             problems.push("shipping: negative amount".to_string());
         }
-        let subtotal: i64 = self
+        // Sums in i128 so absurd amounts are reported, not overflowed. Amounts are non-negative,
+        // so once the stated totals match, every partial sum a consumer computes fits in i64.
+        let subtotal: i128 = self
             .lines
             .iter()
-            .map(|l| l.unit_price_minor * i64::from(l.quantity))
+            .map(|l| i128::from(l.unit_price_minor) * i128::from(l.quantity))
             .sum();
-        let tax: i64 =
-            self.lines.iter().map(|l| l.tax_minor).sum::<i64>() + self.shipping.tax_minor;
+        let tax: i128 = self
+            .lines
+            .iter()
+            .map(|l| i128::from(l.tax_minor))
+            .sum::<i128>()
+            + i128::from(self.shipping.tax_minor);
+        let shipping = i128::from(self.shipping.price_minor);
         let t = &self.totals;
-        let mut expect = |what: &str, stated: i64, computed: i64| {
-            if stated != computed {
+        let mut expect = |what: &str, stated: i64, computed: i128| {
+            if i128::from(stated) != computed {
                 problems.push(format!(
                     "{what} is {stated}, the lines add up to {computed}"
                 ));
             }
         };
         expect("totals.subtotal_minor", t.subtotal_minor, subtotal);
-        expect(
-            "totals.shipping_minor",
-            t.shipping_minor,
-            self.shipping.price_minor,
-        );
+        expect("totals.shipping_minor", t.shipping_minor, shipping);
         expect("totals.tax_minor", t.tax_minor, tax);
         expect(
             "totals.total_minor",
             t.total_minor,
-            subtotal + self.shipping.price_minor + tax,
+            subtotal + shipping + tax,
         );
         expect(
             "payment.amount_minor",
             self.payment.amount_minor,
-            t.total_minor,
+            i128::from(t.total_minor),
         );
         if problems.is_empty() {
             Ok(())

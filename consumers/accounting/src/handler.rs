@@ -1,0 +1,73 @@
+//! The consumer's handler: one journal entry per order, exactly once. The event id is claimed in
+//! the same transaction that writes the entry, and UNIQUE (order_id) catches the same order
+//! replayed under a new event id, which is then marked done without a second entry.
+
+use std::sync::Arc;
+
+use orderflow_core::idempotency::IdempotencyStore;
+use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+
+use crate::chart::Chart;
+use crate::entry;
+use crate::store::{self, Booked};
+
+pub struct Journal {
+    pub processed: IdempotencyStore,
+    pub chart: Arc<Chart>,
+    pub time_zone: String,
+}
+
+impl Handler for Journal {
+    type Event = OrderPlaced;
+
+    async fn handle(&self, order: &OrderPlaced, _delivery: &Delivery) -> Result<(), HandlerError> {
+        let entry = entry::entry_for(order, &self.chart).map_err(HandlerError::permanent)?;
+        if entry.postings.is_empty() {
+            // A free order with no costs moves no money: there is nothing to journal, and an
+            // entry without postings is refused by the database.
+            tracing::info!(order_id = %order.order_id, "nothing to journal for a zero order");
+            return Ok(());
+        }
+        let Some(mut tx) = self.processed.claim(&order.event_id).await? else {
+            tracing::debug!(event_id = %order.event_id, "already journaled");
+            return Ok(());
+        };
+        match store::book(&mut tx, &entry, &self.time_zone).await? {
+            Booked::New {
+                entry_id,
+                placed_date,
+                entry_date,
+            } => {
+                tx.commit().await?;
+                if placed_date != entry_date {
+                    tracing::warn!(order_id = %order.order_id, entry_id, %placed_date, %entry_date,
+                        "order arrived after its day was exported; journaled on the next open day");
+                }
+                tracing::info!(order_id = %order.order_id, entry_id, %entry_date,
+                    postings = entry.postings.len(), "journaled");
+            }
+            Booked::AlreadyJournaled(existing) => {
+                if existing.currency != entry.currency || existing.total_minor != entry.total_minor
+                {
+                    // Same order, different money: a replay would be harmless, this is not.
+                    // Leave it to a person rather than guess which event is right.
+                    return Err(HandlerError::permanent(format!(
+                        "order {} is already journaled (entry {}, event {}) with a total of {} \
+                         {} minor units; this event says {} {}",
+                        order.order_id,
+                        existing.entry_id,
+                        existing.event_id,
+                        existing.total_minor,
+                        existing.currency,
+                        entry.total_minor,
+                        entry.currency,
+                    )));
+                }
+                tx.commit().await?;
+                tracing::info!(order_id = %order.order_id, entry_id = existing.entry_id,
+                    first_event_id = %existing.event_id, "order already journaled by another event");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! The real binary killed (SIGKILL) mid-batch and started again: every order journaled once.
+
+use std::time::Duration;
+
+use orderflow_testkit::{self as kit, Service};
+
+use crate::common::{self, at, encoded, entries, order, scalar};
+
+fn spawn(s: &common::Setup) -> Service {
+    Service::spawn(
+        env!("CARGO_BIN_EXE_accounting"),
+        &[
+            ("ORDERFLOW_KAFKA_BROKERS", kit::kafka().brokers),
+            ("ORDERFLOW_DATABASE_URL", kit::database_url()),
+            ("ORDERFLOW_DATABASE_SCHEMA", s.schema.clone()),
+            ("ORDERFLOW_CONSUMER_GROUP", s.group.clone()),
+            ("ORDERFLOW_CONSUMER_TOPIC", s.topic.clone()),
+            // One order at a time, so the kill lands mid-batch.
+            ("ORDERFLOW_CONSUMER_CONCURRENCY", "1".to_string()),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_process_restarted_journals_every_order_exactly_once() {
+    const N: i64 = 300;
+    let s = common::setup(3).await;
+    let batch: Vec<_> = (0..N)
+        .map(|i| order(&format!("crash-{i:03}"), at("2026-11-10T12:00:00Z")))
+        .collect();
+    kit::produce(&s.topic, &encoded(&batch)).await;
+
+    let first = spawn(&s);
+    assert!(
+        common::wait_entries(&s.pool, 30).await,
+        "first process journaled nothing; see {}",
+        first.log.display()
+    );
+    first.kill();
+    let at_kill = entries(&s.pool).await;
+    assert!(at_kill < N, "the kill came mid-batch ({at_kill} journaled)");
+
+    let second = spawn(&s);
+    assert!(
+        common::wait_entries(&s.pool, N).await,
+        "restart journaled {} of {N}; see {}",
+        entries(&s.pool).await,
+        second.log.display()
+    );
+    // Anything still redelivered after the count is reached must not add a second entry.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(second.terminate(), "a clean exit on SIGTERM");
+
+    assert_eq!(entries(&s.pool).await, N);
+    assert_eq!(
+        scalar(
+            &s.pool,
+            "SELECT count(DISTINCT order_id) FROM journal_entries"
+        )
+        .await,
+        N
+    );
+    assert_eq!(
+        scalar(&s.pool, "SELECT count(*) FROM postings").await,
+        N * 9,
+        "every entry whole: receivable, 2 sales, tax, shipping, 2 × (cost, payable)"
+    );
+    assert_eq!(
+        scalar(&s.pool, "SELECT count(*) FROM processed_events").await,
+        N
+    );
+    assert!(kit::read_topic(&s.dlq, 1, Duration::from_secs(2))
+        .await
+        .is_empty());
+}

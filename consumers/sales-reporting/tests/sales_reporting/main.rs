@@ -1,0 +1,8 @@
+//! Sales reporting against the real stack, in one test binary.
+
+mod common;
+mod consuming;
+mod crash;
+mod last_hour;
+mod reports;
+mod time_zone;

@@ -1,0 +1,240 @@
+//! The handler of `orders.placed`: checks the order, then, for each of its suppliers at once,
+//! makes sure the supplier has exactly one print job and `orders.dispatched` one event for it.
+//!
+//! Per (order, supplier) the steps are: skip when the row says accepted; otherwise count an
+//! attempt, POST the job under its idempotency key, record the answer; then publish the event if
+//! the row has not recorded it yet. A crash between any two steps is repaired by the next delivery:
+//! a POST whose answer was lost is sent again and the supplier answers with the same job id, and
+//! an event published but not recorded is published again with the same `event_id`.
+//!
+//! Retries: a `Retry-After` from the supplier is honoured here, by waiting in the handler and
+//! sending again, because the runtime's backoff cannot know the supplier's hint. Waits add up to
+//! at most `retry_after_budget` per delivery; beyond it, and for failures without a hint
+//! (timeouts, 5xx), the handler returns `Retryable` and the runtime backs off with jitter.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use futures::future::join_all;
+use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use tracing::Instrument;
+
+use crate::store::{self, Dispatch, Failure};
+use crate::supplier::{print_jobs, PrintJob, SupplierClient, SupplierError};
+
+/// Publishes `OrderDispatched` events.
+#[derive(Clone)]
+pub struct Publisher {
+    pub producer: FutureProducer,
+    pub topic: String,
+}
+
+impl Publisher {
+    /// Sends the event of an accepted dispatch, keyed by order id, and waits for the broker.
+    async fn publish(&self, row: &Dispatch) -> Result<(), HandlerError> {
+        let event = row.event().ok_or_else(|| {
+            HandlerError::permanent(format!(
+                "dispatch of order {} to {} is not accepted; nothing to publish",
+                row.order_id, row.supplier_id
+            ))
+        })?;
+        // Our own types failing to encode is a bug no retry fixes.
+        let payload = event.encode().map_err(HandlerError::permanent)?;
+        let trace = orderflow_core::telemetry::current_context_headers();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "content-type",
+                value: Some("application/vnd.orderflow.order-dispatched+avro"),
+            })
+            .insert(Header {
+                key: "event-id",
+                value: Some(event.event_id.as_str()),
+            });
+        for (key, value) in &trace {
+            headers = headers.insert(Header {
+                key: key.as_str(),
+                value: Some(value.as_str()),
+            });
+        }
+        let record = FutureRecord::to(&self.topic)
+            .key(&row.order_id)
+            .payload(&payload)
+            .headers(headers);
+        self.producer
+            .send(record, Duration::ZERO)
+            .await
+            .map_err(|(e, _)| {
+                HandlerError::retryable(format!("publishing to {}: {e}", self.topic))
+            })?;
+        Ok(())
+    }
+}
+
+/// Sends print jobs and publishes what the suppliers accepted.
+pub struct SupplierDispatch {
+    pool: PgPool,
+    supplier: SupplierClient,
+    publisher: Publisher,
+    retry_after_budget: Duration,
+}
+
+impl SupplierDispatch {
+    pub fn new(
+        pool: PgPool,
+        supplier: SupplierClient,
+        publisher: Publisher,
+        retry_after_budget: Duration,
+    ) -> Self {
+        Self {
+            pool,
+            supplier,
+            publisher,
+            retry_after_budget,
+        }
+    }
+
+    /// One supplier's part of the order, from the row's state to an accepted, published job.
+    async fn dispatch(&self, job: &PrintJob) -> Result<(), HandlerError> {
+        let row = match store::load(&self.pool, &job.order_id, &job.supplier_id).await? {
+            Some(row) if row.is_accepted() => row,
+            _ => self.submit(job).await?,
+        };
+        if row.published_at.is_none() {
+            self.publisher.publish(&row).await?;
+            store::mark_published(&self.pool, &row.order_id, &row.supplier_id).await?;
+            tracing::info!(
+                job_id = row.job_id.as_deref().unwrap_or_default(),
+                attempts = row.attempts,
+                "print job accepted and announced"
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends the job until the supplier accepts it, refuses it, or fails without a `Retry-After`
+    /// that fits the budget.
+    async fn submit(&self, job: &PrintJob) -> Result<Dispatch, HandlerError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            if store::begin_attempt(&self.pool, job).await?.is_none() {
+                // Another delivery of this order got the job accepted meanwhile.
+                return store::load(&self.pool, &job.order_id, &job.supplier_id)
+                    .await?
+                    .ok_or_else(|| HandlerError::retryable("dispatch row vanished"));
+            }
+            let error = match self.supplier.submit(job).await {
+                Ok(job_id) => return Ok(store::mark_accepted(&self.pool, job, &job_id).await?),
+                Err(e) => e,
+            };
+            match &error {
+                SupplierError::Refused { .. } => {
+                    store::record_failure(&self.pool, job, Failure::Rejected, &error.to_string())
+                        .await?;
+                    return Err(HandlerError::permanent(error));
+                }
+                SupplierError::Unavailable { retry_after, .. } => {
+                    store::record_failure(&self.pool, job, Failure::Failed, &error.to_string())
+                        .await?;
+                    match retry_after {
+                        Some(wait) if waited + *wait <= self.retry_after_budget => {
+                            let wait = with_jitter(*wait);
+                            tracing::warn!(error = %error, ?wait, "supplier asked to wait; honouring Retry-After");
+                            tokio::time::sleep(wait).await;
+                            waited += wait;
+                        }
+                        _ => return Err(HandlerError::retryable(error)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Up to 10 % more than asked, never less, so jobs told to wait the same time do not all come
+/// back in the same instant.
+fn with_jitter(wait: Duration) -> Duration {
+    let unit = (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64;
+    wait + wait.mul_f64(0.1 * unit)
+}
+
+impl Handler for SupplierDispatch {
+    type Event = OrderPlaced;
+
+    async fn handle(&self, order: &OrderPlaced, _delivery: &Delivery) -> Result<(), HandlerError> {
+        order.check_consistency().map_err(HandlerError::permanent)?;
+        let jobs = print_jobs(order);
+        // Suppliers of one order are independent: a slow one must not hold up the others.
+        let outcomes = join_all(jobs.iter().map(|job| {
+            let span = tracing::info_span!(
+                "dispatch",
+                otel.kind = "client",
+                order_id = %job.order_id,
+                supplier_id = %job.supplier_id,
+            );
+            self.dispatch(job).instrument(span)
+        }))
+        .await;
+        combine(outcomes)
+    }
+}
+
+/// One outcome for the order: a refusal by any supplier dead-letters it (with every refusal's
+/// message), else any retryable failure retries it. Accepted suppliers are skipped on the retry.
+fn combine(outcomes: Vec<Result<(), HandlerError>>) -> Result<(), HandlerError> {
+    let mut by_kind: HashMap<bool, Vec<String>> = HashMap::new();
+    for error in outcomes.into_iter().filter_map(Result::err) {
+        let message = match &error {
+            HandlerError::Retryable(e) | HandlerError::Permanent(e) => e.to_string(),
+        };
+        by_kind
+            .entry(error.is_retryable())
+            .or_default()
+            .push(message);
+    }
+    if let Some(messages) = by_kind.remove(&false) {
+        return Err(HandlerError::permanent(messages.join("; ")));
+    }
+    if let Some(messages) = by_kind.remove(&true) {
+        return Err(HandlerError::retryable(messages.join("; ")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_wins_over_a_retryable_failure_and_keeps_every_message() {
+        assert!(combine(vec![Ok(()), Ok(())]).is_ok());
+        let e = combine(vec![
+            Err(HandlerError::retryable("sup-a timed out")),
+            Ok(()),
+        ])
+        .unwrap_err();
+        assert!(e.is_retryable());
+        let e = combine(vec![
+            Err(HandlerError::retryable("sup-a timed out")),
+            Err(HandlerError::permanent("sup-b: design not printable")),
+            Err(HandlerError::permanent("sup-c: size XXS unknown")),
+        ])
+        .unwrap_err();
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "permanent: sup-b: design not printable; sup-c: size XXS unknown"
+        );
+    }
+
+    #[test]
+    fn jitter_never_shortens_a_wait() {
+        for _ in 0..100 {
+            let wait = with_jitter(Duration::from_secs(1));
+            assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_millis(1100));
+        }
+    }
+}
