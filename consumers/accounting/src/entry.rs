@@ -190,22 +190,8 @@ mod tests {
             ..o.lines[0].clone()
         };
         o.lines.push(third);
-        fix_totals(&mut o);
+        o.settle_totals();
         o
-    }
-
-    fn fix_totals(o: &mut OrderPlaced) {
-        let subtotal: i64 = o
-            .lines
-            .iter()
-            .map(|l| l.unit_price_minor * i64::from(l.quantity))
-            .sum();
-        let tax = o.lines.iter().map(|l| l.tax_minor).sum::<i64>() + o.shipping.tax_minor;
-        o.totals.subtotal_minor = subtotal;
-        o.totals.shipping_minor = o.shipping.price_minor;
-        o.totals.tax_minor = tax;
-        o.totals.total_minor = subtotal + o.shipping.price_minor + tax;
-        o.payment.amount_minor = o.totals.total_minor;
     }
 
     fn lines(e: &Entry) -> Vec<(&str, Side, i64, Option<&str>)> {
@@ -261,7 +247,7 @@ mod tests {
         for l in &mut o.lines {
             l.unit_cost_minor = 0;
         }
-        fix_totals(&mut o);
+        o.settle_totals();
         let e = entry_for(&o, &chart()).unwrap();
         let codes: Vec<_> = e.postings.iter().map(|p| p.account_code.as_str()).collect();
         assert_eq!(codes, ["1200", "4000", "4000", "4000", "2200"]);

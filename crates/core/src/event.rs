@@ -140,6 +140,24 @@ impl Event for OrderPlaced {
 pub struct Inconsistent(pub Vec<String>);
 
 impl OrderPlaced {
+    /// Sets the totals and the payment amount to what the lines (with their tax) and the
+    /// shipping add up to, for an order whose lines were just built or edited.
+    pub fn settle_totals(&mut self) {
+        let subtotal: i64 = self
+            .lines
+            .iter()
+            .map(|l| l.unit_price_minor * i64::from(l.quantity))
+            .sum();
+        let tax = self.lines.iter().map(|l| l.tax_minor).sum::<i64>() + self.shipping.tax_minor;
+        self.totals = Totals {
+            subtotal_minor: subtotal,
+            shipping_minor: self.shipping.price_minor,
+            tax_minor: tax,
+            total_minor: subtotal + self.shipping.price_minor + tax,
+        };
+        self.payment.amount_minor = self.totals.total_minor;
+    }
+
     /// Checks what every consumer relies on: at least one line, positive quantities, no negative
     /// amounts, and totals that add up (subtotal, tax, total and the payment).
     pub fn check_consistency(&self) -> Result<(), Inconsistent> {

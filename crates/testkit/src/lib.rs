@@ -12,6 +12,7 @@ use orderflow_core::event::{
     Totals,
 };
 use orderflow_core::kafka::{self, TopicSpec};
+use orderflow_core::runtime::ConsumerSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureRecord;
@@ -331,5 +332,78 @@ fn sample_line(id: &str, sku: &str, quantity: i32, unit_price: i64, supplier: &s
             material: "organic cotton".into(),
             attributes: BTreeMap::from([("fit".to_string(), "regular".to_string())]),
         },
+    }
+}
+
+/// What one consumer test owns: its source topic, consumer group, dead-letter topic and database
+/// schema, so consumer tests run in parallel without seeing each other.
+pub struct ConsumerFixture {
+    pub topic: String,
+    pub group: String,
+    pub dlq: String,
+    pub pool: PgPool,
+    pub schema: String,
+}
+
+impl ConsumerFixture {
+    /// Creates the topic (with `partitions`) and its dead-letter topic, and a fresh schema.
+    pub async fn new(service: &str, partitions: i32) -> Self {
+        init_telemetry();
+        let topic = topic(service, partitions).await;
+        let group = unique(service);
+        let dlq = orderflow_core::topics::dead_letter_topic(&topic, &group);
+        create_topic(&dlq, 1).await;
+        let (pool, schema) = database_with_schema().await;
+        Self {
+            topic,
+            group,
+            dlq,
+            pool,
+            schema,
+        }
+    }
+
+    /// Runtime settings on this fixture with quick retries and commits, so a failure or a
+    /// dead letter shows within a test's patience.
+    pub fn consumer_settings(&self) -> ConsumerSettings {
+        let mut consumer = ConsumerSettings::new(&self.group, &self.topic);
+        consumer.retry_min_delay = Duration::from_millis(10);
+        consumer.retry_max_delay = Duration::from_millis(50);
+        consumer.retry_max_attempts = 3;
+        consumer.commit_interval = Duration::from_millis(100);
+        consumer.session_timeout = Duration::from_secs(6);
+        consumer
+    }
+
+    /// The fixture's schema on the test database.
+    pub fn database(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: database_url(),
+            schema: self.schema.clone(),
+            max_connections: 8,
+        }
+    }
+
+    /// The environment that points a service's real binary at this fixture (brokers, database,
+    /// schema, group, topic, quick retries); a test adds the service's own variables.
+    pub fn service_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (orderflow_core::config::KAFKA_BROKERS, kafka().brokers),
+            (orderflow_core::config::DATABASE_URL, database_url()),
+            (orderflow_core::config::DATABASE_SCHEMA, self.schema.clone()),
+            ("ORDERFLOW_CONSUMER_GROUP", self.group.clone()),
+            ("ORDERFLOW_CONSUMER_TOPIC", self.topic.clone()),
+            ("ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS", "10".into()),
+            ("ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS", "500".into()),
+        ]
+    }
+
+    /// Publishes `orders` to the fixture's topic, keyed by order id.
+    pub async fn produce(&self, orders: &[OrderPlaced]) {
+        let messages: Vec<(String, Vec<u8>)> = orders
+            .iter()
+            .map(|o| (o.order_id.clone(), o.encode().expect("encode order")))
+            .collect();
+        produce(&self.topic, &messages).await;
     }
 }

@@ -6,34 +6,14 @@ use std::time::Duration;
 use accounting::{Accounting, LedgerSettings, Settings};
 use chrono::{DateTime, Utc};
 use orderflow_core::db::DatabaseConfig;
-use orderflow_core::runtime::ConsumerSettings;
-use orderflow_core::topics::dead_letter_topic;
 use orderflow_core::OrderPlaced;
 use orderflow_testkit as kit;
 use sqlx::PgPool;
 
-pub struct Setup {
-    pub topic: String,
-    pub group: String,
-    pub dlq: String,
-    pub pool: PgPool,
-    pub schema: String,
-}
+pub type Setup = kit::ConsumerFixture;
 
 pub async fn setup(partitions: i32) -> Setup {
-    kit::init_telemetry();
-    let topic = kit::topic("accounting", partitions).await;
-    let group = kit::unique("accounting");
-    let dlq = dead_letter_topic(&topic, &group);
-    kit::create_topic(&dlq, 1).await;
-    let (pool, schema) = kit::database_with_schema().await;
-    Setup {
-        topic,
-        group,
-        dlq,
-        pool,
-        schema,
-    }
+    kit::ConsumerFixture::new("accounting", partitions).await
 }
 
 pub fn ledger(schema: &str, time_zone: &str) -> LedgerSettings {
@@ -49,16 +29,10 @@ pub fn ledger(schema: &str, time_zone: &str) -> LedgerSettings {
 }
 
 pub fn settings(s: &Setup, time_zone: &str) -> Settings {
-    let mut consumer = ConsumerSettings::new(&s.group, &s.topic);
-    consumer.retry_min_delay = Duration::from_millis(10);
-    consumer.retry_max_delay = Duration::from_millis(50);
-    consumer.retry_max_attempts = 3;
-    consumer.commit_interval = Duration::from_millis(100);
-    consumer.session_timeout = Duration::from_secs(6);
     Settings {
         ledger: ledger(&s.schema, time_zone),
         kafka: kit::kafka(),
-        consumer,
+        consumer: s.consumer_settings(),
     }
 }
 
@@ -81,11 +55,6 @@ pub fn order(order_id: &str, placed_at: DateTime<Utc>) -> OrderPlaced {
 
 /// Makes the totals and payment agree with the lines and shipping again after an edit.
 pub fn fix_totals(o: &mut OrderPlaced) {
-    let subtotal: i64 = o
-        .lines
-        .iter()
-        .map(|l| l.unit_price_minor * i64::from(l.quantity))
-        .sum();
     for l in &mut o.lines {
         l.tax_minor = orderflow_core::event::tax_of(
             l.unit_price_minor * i64::from(l.quantity),
@@ -94,12 +63,7 @@ pub fn fix_totals(o: &mut OrderPlaced) {
     }
     o.shipping.tax_minor =
         orderflow_core::event::tax_of(o.shipping.price_minor, o.shipping.tax_rate_bp);
-    let tax = o.lines.iter().map(|l| l.tax_minor).sum::<i64>() + o.shipping.tax_minor;
-    o.totals.subtotal_minor = subtotal;
-    o.totals.shipping_minor = o.shipping.price_minor;
-    o.totals.tax_minor = tax;
-    o.totals.total_minor = subtotal + o.shipping.price_minor + tax;
-    o.payment.amount_minor = o.totals.total_minor;
+    o.settle_totals();
 }
 
 pub fn encoded(orders: &[OrderPlaced]) -> Vec<(String, Vec<u8>)> {

@@ -10,14 +10,11 @@ fn spawn(s: &common::Setup) -> Service {
     Service::spawn(
         env!("CARGO_BIN_EXE_accounting"),
         &[
-            ("ORDERFLOW_KAFKA_BROKERS", kit::kafka().brokers),
-            ("ORDERFLOW_DATABASE_URL", kit::database_url()),
-            ("ORDERFLOW_DATABASE_SCHEMA", s.schema.clone()),
-            ("ORDERFLOW_CONSUMER_GROUP", s.group.clone()),
-            ("ORDERFLOW_CONSUMER_TOPIC", s.topic.clone()),
+            s.service_env(),
             // One order at a time, so the kill lands mid-batch.
-            ("ORDERFLOW_CONSUMER_CONCURRENCY", "1".to_string()),
-        ],
+            vec![("ORDERFLOW_CONSUMER_CONCURRENCY", "1".to_string())],
+        ]
+        .concat(),
     )
 }
 

@@ -7,59 +7,38 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use orderflow_core::config::KafkaConfig;
-use orderflow_core::db::DatabaseConfig;
 use orderflow_core::event::{tax_of, OrderLine, OrderPlaced, Product, SalesAgent};
-use orderflow_core::runtime::ConsumerSettings;
-use orderflow_core::topics::dead_letter_topic;
 use orderflow_testkit::{self as kit, sample_order_placed};
 use product_analytics::staging::{self, FlushPolicy, Progress};
 use product_analytics::{ArchiveUrl, ProductAnalytics, Settings};
 use serde_json::Value;
-use sqlx::PgPool;
 
 pub struct Setup {
-    pub topic: String,
-    pub group: String,
-    pub dlq: String,
-    pub pool: PgPool,
-    pub schema: String,
+    pub fixture: kit::ConsumerFixture,
     pub archive: PathBuf,
 }
 
+impl std::ops::Deref for Setup {
+    type Target = kit::ConsumerFixture;
+
+    fn deref(&self) -> &kit::ConsumerFixture {
+        &self.fixture
+    }
+}
+
 pub async fn setup(partitions: i32) -> Setup {
-    kit::init_telemetry();
-    let topic = kit::topic("analytics", partitions).await;
-    let group = kit::unique("product-analytics");
-    let dlq = dead_letter_topic(&topic, &group);
-    kit::create_topic(&dlq, 1).await;
-    let (pool, schema) = kit::database_with_schema().await;
-    let archive = std::env::temp_dir().join(kit::unique("product-analytics-archive"));
     Setup {
-        topic,
-        group,
-        dlq,
-        pool,
-        schema,
-        archive,
+        fixture: kit::ConsumerFixture::new("product-analytics", partitions).await,
+        archive: std::env::temp_dir().join(kit::unique("product-analytics-archive")),
     }
 }
 
 impl Setup {
     pub fn settings(&self, flush: FlushPolicy) -> Settings {
-        let mut consumer = ConsumerSettings::new(&self.group, &self.topic);
-        consumer.commit_interval = Duration::from_millis(100);
-        consumer.retry_min_delay = Duration::from_millis(10);
-        consumer.retry_max_delay = Duration::from_millis(50);
-        consumer.retry_max_attempts = 3;
-        consumer.session_timeout = Duration::from_secs(6);
         Settings {
             kafka: KafkaConfig::plaintext(kit::kafka().brokers),
-            consumer,
-            database: DatabaseConfig {
-                url: kit::database_url(),
-                schema: self.schema.clone(),
-                max_connections: 8,
-            },
+            consumer: self.consumer_settings(),
+            database: self.database(),
             archive: ArchiveUrl::Local(self.archive.clone()),
             flush,
         }
@@ -75,13 +54,8 @@ impl Setup {
     /// The environment that points the real binary at this test's topic, group, schema and
     /// archive.
     pub fn env(&self, flush_rows: usize, flush_interval_ms: u64) -> Vec<(&'static str, String)> {
-        vec![
-            ("ORDERFLOW_KAFKA_BROKERS", kit::kafka().brokers),
-            ("ORDERFLOW_DATABASE_URL", kit::database_url()),
-            ("ORDERFLOW_DATABASE_SCHEMA", self.schema.clone()),
-            ("ORDERFLOW_CONSUMER_GROUP", self.group.clone()),
-            ("ORDERFLOW_CONSUMER_TOPIC", self.topic.clone()),
-            ("ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS", "10".into()),
+        let mut env = self.service_env();
+        env.extend([
             (
                 "ORDERFLOW_ANALYTICS_ARCHIVE_URL",
                 self.archive.display().to_string(),
@@ -92,7 +66,8 @@ impl Setup {
                 flush_interval_ms.to_string(),
             ),
             ("RUST_LOG", "info".into()),
-        ]
+        ]);
+        env
     }
 
     pub async fn progress(&self) -> Progress {
@@ -191,24 +166,11 @@ pub fn order(prefix: &str, i: usize) -> OrderPlaced {
             }
         })
         .collect();
-    balance(&mut o);
+    o.settle_totals();
     o
 }
 
 /// Makes the totals and the payment agree with the lines again.
-pub fn balance(o: &mut OrderPlaced) {
-    let subtotal: i64 = o
-        .lines
-        .iter()
-        .map(|l| l.unit_price_minor * i64::from(l.quantity))
-        .sum();
-    let tax = o.lines.iter().map(|l| l.tax_minor).sum::<i64>() + o.shipping.tax_minor;
-    o.totals.subtotal_minor = subtotal;
-    o.totals.tax_minor = tax;
-    o.totals.total_minor = subtotal + o.shipping.price_minor + tax;
-    o.payment.amount_minor = o.totals.total_minor;
-}
-
 /// Customer name, e-mail, street, second address line, agent e-mail, agent name.
 pub fn personal_data(i: usize) -> [String; 6] {
     [

@@ -17,7 +17,7 @@ async fn invalid_orders_land_in_the_dead_letters_with_their_reason() {
     inconsistent.totals.total_minor += 1;
     let mut twice = order("bad-lines", 2);
     twice.lines[1].line_id = twice.lines[0].line_id.clone();
-    balance(&mut twice);
+    twice.settle_totals();
     let mut timeless = order("bad-date", 0);
     timeless.placed_at = 400_000_000_000_000; // the year 14645
 

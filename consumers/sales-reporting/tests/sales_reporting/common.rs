@@ -7,58 +7,38 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use orderflow_core::config::KafkaConfig;
-use orderflow_core::db::DatabaseConfig;
 use orderflow_core::event::{tax_of, SalesAgent};
-use orderflow_core::runtime::ConsumerSettings;
-use orderflow_core::topics::dead_letter_topic;
 use orderflow_core::OrderPlaced;
 use orderflow_testkit as kit;
 use sales_reporting::{SalesReporting, Settings};
 use serde_json::Value;
-use sqlx::PgPool;
 
 pub struct Setup {
-    pub topic: String,
-    pub group: String,
-    pub dlq: String,
-    pub pool: PgPool,
-    pub schema: String,
+    pub fixture: kit::ConsumerFixture,
     pub http: reqwest::Client,
 }
 
+impl std::ops::Deref for Setup {
+    type Target = kit::ConsumerFixture;
+
+    fn deref(&self) -> &kit::ConsumerFixture {
+        &self.fixture
+    }
+}
+
 pub async fn setup(partitions: i32) -> Setup {
-    kit::init_telemetry();
-    let topic = kit::topic("sales", partitions).await;
-    let group = kit::unique("sales-reporting");
-    let dlq = dead_letter_topic(&topic, &group);
-    kit::create_topic(&dlq, 1).await;
-    let (pool, schema) = kit::database_with_schema().await;
     Setup {
-        topic,
-        group,
-        dlq,
-        pool,
-        schema,
+        fixture: kit::ConsumerFixture::new("sales", partitions).await,
         http: reqwest::Client::new(),
     }
 }
 
 impl Setup {
     pub fn settings(&self, business_timezone: &str) -> Settings {
-        let mut consumer = ConsumerSettings::new(&self.group, &self.topic);
-        consumer.retry_min_delay = Duration::from_millis(10);
-        consumer.retry_max_delay = Duration::from_millis(50);
-        consumer.retry_max_attempts = 3;
-        consumer.commit_interval = Duration::from_millis(100);
-        consumer.session_timeout = Duration::from_secs(6);
         Settings {
             kafka: KafkaConfig::plaintext(kit::kafka().brokers),
-            consumer,
-            database: DatabaseConfig {
-                url: kit::database_url(),
-                schema: self.schema.clone(),
-                max_connections: 8,
-            },
+            consumer: self.consumer_settings(),
+            database: self.database(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             business_timezone: business_timezone.to_string(),
         }
@@ -73,15 +53,10 @@ impl Setup {
 
     /// The environment that points the real binary at this test's topic, group and schema.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("ORDERFLOW_KAFKA_BROKERS", kit::kafka().brokers),
-            ("ORDERFLOW_DATABASE_URL", kit::database_url()),
-            ("ORDERFLOW_DATABASE_SCHEMA", self.schema.clone()),
-            ("ORDERFLOW_CONSUMER_GROUP", self.group.clone()),
-            ("ORDERFLOW_CONSUMER_TOPIC", self.topic.clone()),
-            ("ORDERFLOW_REPORTING_LISTEN", "127.0.0.1:0".to_string()),
-            ("ORDERFLOW_BUSINESS_TIMEZONE", "Europe/Madrid".to_string()),
-        ]
+        let mut env = self.service_env();
+        env.push(("ORDERFLOW_REPORTING_LISTEN", "127.0.0.1:0".to_string()));
+        env.push(("ORDERFLOW_BUSINESS_TIMEZONE", "Europe/Madrid".to_string()));
+        env
     }
 
     pub async fn processed(&self) -> i64 {
@@ -172,17 +147,7 @@ pub fn settle(o: &mut OrderPlaced) {
         l.tax_minor = tax_of(l.unit_price_minor * i64::from(l.quantity), l.tax_rate_bp);
     }
     o.shipping.tax_minor = tax_of(o.shipping.price_minor, o.shipping.tax_rate_bp);
-    let subtotal: i64 = o
-        .lines
-        .iter()
-        .map(|l| l.unit_price_minor * i64::from(l.quantity))
-        .sum();
-    let tax = o.lines.iter().map(|l| l.tax_minor).sum::<i64>() + o.shipping.tax_minor;
-    o.totals.subtotal_minor = subtotal;
-    o.totals.shipping_minor = o.shipping.price_minor;
-    o.totals.tax_minor = tax;
-    o.totals.total_minor = subtotal + o.shipping.price_minor + tax;
-    o.payment.amount_minor = o.totals.total_minor;
+    o.settle_totals();
 }
 
 /// (currency, dimension, key) → [orders, units, net, tax, shipping, gross]; the totals are

@@ -5,70 +5,53 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use orderflow_core::config::{self, KafkaConfig};
-use orderflow_core::db::DatabaseConfig;
-use orderflow_core::event::{tax_of, OrderPlaced, Totals};
-use orderflow_core::runtime::ConsumerSettings;
-use orderflow_core::topics::dead_letter_topic;
+use orderflow_core::config;
+use orderflow_core::event::{tax_of, OrderPlaced};
 use orderflow_core::Event;
 use orderflow_simulators::supplier::SupplierSim;
 use orderflow_testkit as kit;
 use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
-use sqlx::PgPool;
 use supplier_dispatch::event::OrderDispatched;
 use supplier_dispatch::store::Dispatch;
 use supplier_dispatch::{Dispatcher, Settings};
 
 pub struct TestEnv {
-    pub topic: String,
-    pub group: String,
-    pub dlq: String,
+    pub fixture: kit::ConsumerFixture,
     pub dispatched: String,
-    pub pool: PgPool,
-    pub schema: String,
     pub sim: SupplierSim,
 }
 
+impl std::ops::Deref for TestEnv {
+    type Target = kit::ConsumerFixture;
+
+    fn deref(&self) -> &kit::ConsumerFixture {
+        &self.fixture
+    }
+}
+
 pub async fn test_env(partitions: i32) -> TestEnv {
-    kit::init_telemetry();
-    let topic = kit::topic("orders", partitions).await;
-    let group = kit::unique("supplier-dispatch");
-    let dlq = dead_letter_topic(&topic, &group);
-    kit::create_topic(&dlq, 1).await;
-    let dispatched = kit::topic("dispatched", 3).await;
-    let (pool, schema) = kit::database_with_schema().await;
-    let sim = SupplierSim::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
     TestEnv {
-        topic,
-        group,
-        dlq,
-        dispatched,
-        pool,
-        schema,
-        sim,
+        fixture: kit::ConsumerFixture::new("supplier-dispatch", partitions).await,
+        dispatched: kit::topic("dispatched", 3).await,
+        sim: SupplierSim::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap(),
     }
 }
 
 impl TestEnv {
     /// Settings for an in-process consumer: quick retries, quick commits.
     pub fn settings(&self) -> Settings {
-        let mut consumer = ConsumerSettings::new(&self.group, &self.topic);
+        // More attempts than the fixture's: the failure tests script long runs of 5xx.
+        let mut consumer = self.consumer_settings();
         consumer.retry_min_delay = Duration::from_millis(20);
         consumer.retry_max_delay = Duration::from_millis(200);
         consumer.retry_max_attempts = 10;
-        consumer.commit_interval = Duration::from_millis(100);
-        consumer.session_timeout = Duration::from_secs(6);
         Settings {
             kafka: kit::kafka(),
             consumer,
-            database: DatabaseConfig {
-                url: kit::database_url(),
-                schema: self.schema.clone(),
-                max_connections: 8,
-            },
+            database: self.database(),
             supplier_api_url: self.sim.url(),
             supplier_timeout: Duration::from_secs(2),
             retry_after_budget: Duration::from_secs(10),
@@ -89,26 +72,12 @@ impl TestEnv {
 
     /// The environment of the real binary on this test's topics, group, schema and simulator.
     pub fn service_env(&self) -> Vec<(&'static str, String)> {
-        let KafkaConfig { brokers, .. } = kit::kafka();
-        vec![
-            (config::KAFKA_BROKERS, brokers),
-            (config::DATABASE_URL, kit::database_url()),
-            (config::DATABASE_SCHEMA, self.schema.clone()),
-            ("ORDERFLOW_CONSUMER_GROUP", self.group.clone()),
-            ("ORDERFLOW_CONSUMER_TOPIC", self.topic.clone()),
+        let mut env = self.fixture.service_env();
+        env.extend([
             (config::SUPPLIER_API_URL, self.sim.url()),
             ("ORDERFLOW_DISPATCHED_TOPIC", self.dispatched.clone()),
-            ("ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS", "50".into()),
-            ("ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS", "500".into()),
-        ]
-    }
-
-    pub async fn produce(&self, orders: &[OrderPlaced]) {
-        let messages: Vec<(String, Vec<u8>)> = orders
-            .iter()
-            .map(|o| (o.order_id.clone(), o.encode().unwrap()))
-            .collect();
-        kit::produce(&self.topic, &messages).await;
+        ]);
+        env
     }
 
     pub async fn rows(&self) -> Vec<Dispatch> {
@@ -176,20 +145,7 @@ pub fn order(order_id: &str, lines: &[(&str, &str, i32)]) -> OrderPlaced {
             l
         })
         .collect();
-    let subtotal: i64 = o
-        .lines
-        .iter()
-        .map(|l| l.unit_price_minor * i64::from(l.quantity))
-        .sum();
-    let tax = o.lines.iter().map(|l| l.tax_minor).sum::<i64>() + o.shipping.tax_minor;
-    let total = subtotal + o.shipping.price_minor + tax;
-    o.totals = Totals {
-        subtotal_minor: subtotal,
-        shipping_minor: o.shipping.price_minor,
-        tax_minor: tax,
-        total_minor: total,
-    };
-    o.payment.amount_minor = total;
+    o.settle_totals();
     o.check_consistency().expect("test orders are consistent");
     o
 }
