@@ -7,13 +7,10 @@
 //! a POST whose answer was lost is sent again and the supplier answers with the same job id, and
 //! an event published but not recorded is published again with the same `event_id`.
 //!
-//! Retries: a `Retry-After` from the supplier is honoured here, by waiting in the handler and
-//! sending again, because the runtime's backoff cannot know the supplier's hint. Waits add up to
-//! at most `retry_after_budget` per delivery; beyond it, and for failures without a hint
-//! (timeouts, 5xx), the handler returns `Retryable` and the runtime backs off with jitter.
+//! Retries: a 429 or 5xx is returned as retryable with the supplier's `Retry-After`, which the
+//! runtime's backoff waits out; timeouts and 5xx without the header back off with jitter.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -79,21 +76,14 @@ pub struct SupplierDispatch {
     pool: PgPool,
     supplier: SupplierClient,
     publisher: Publisher,
-    retry_after_budget: Duration,
 }
 
 impl SupplierDispatch {
-    pub fn new(
-        pool: PgPool,
-        supplier: SupplierClient,
-        publisher: Publisher,
-        retry_after_budget: Duration,
-    ) -> Self {
+    pub fn new(pool: PgPool, supplier: SupplierClient, publisher: Publisher) -> Self {
         Self {
             pool,
             supplier,
             publisher,
-            retry_after_budget,
         }
     }
 
@@ -115,50 +105,34 @@ impl SupplierDispatch {
         Ok(())
     }
 
-    /// Sends the job until the supplier accepts it, refuses it, or fails without a `Retry-After`
-    /// that fits the budget.
+    /// Sends the job once and records the answer: accepted, refused (permanent) or unavailable
+    /// (retryable, with the supplier's `Retry-After` when it gave one).
     async fn submit(&self, job: &PrintJob) -> Result<Dispatch, HandlerError> {
-        let mut waited = Duration::ZERO;
-        loop {
-            if store::begin_attempt(&self.pool, job).await?.is_none() {
-                // Another delivery of this order got the job accepted meanwhile.
-                return store::load(&self.pool, &job.order_id, &job.supplier_id)
-                    .await?
-                    .ok_or_else(|| HandlerError::retryable("dispatch row vanished"));
+        if store::begin_attempt(&self.pool, job).await?.is_none() {
+            // Another delivery of this order got the job accepted meanwhile.
+            return store::load(&self.pool, &job.order_id, &job.supplier_id)
+                .await?
+                .ok_or_else(|| HandlerError::retryable("dispatch row vanished"));
+        }
+        let error = match self.supplier.submit(job).await {
+            Ok(job_id) => return Ok(store::mark_accepted(&self.pool, job, &job_id).await?),
+            Err(e) => e,
+        };
+        match error {
+            SupplierError::Refused { .. } => {
+                store::record_failure(&self.pool, job, Failure::Rejected, &error.to_string())
+                    .await?;
+                Err(HandlerError::permanent(error))
             }
-            let error = match self.supplier.submit(job).await {
-                Ok(job_id) => return Ok(store::mark_accepted(&self.pool, job, &job_id).await?),
-                Err(e) => e,
-            };
-            match &error {
-                SupplierError::Refused { .. } => {
-                    store::record_failure(&self.pool, job, Failure::Rejected, &error.to_string())
-                        .await?;
-                    return Err(HandlerError::permanent(error));
-                }
-                SupplierError::Unavailable { retry_after, .. } => {
-                    store::record_failure(&self.pool, job, Failure::Failed, &error.to_string())
-                        .await?;
-                    match retry_after {
-                        Some(wait) if waited + *wait <= self.retry_after_budget => {
-                            let wait = with_jitter(*wait);
-                            tracing::warn!(error = %error, ?wait, "supplier asked to wait; honouring Retry-After");
-                            tokio::time::sleep(wait).await;
-                            waited += wait;
-                        }
-                        _ => return Err(HandlerError::retryable(error)),
-                    }
-                }
+            SupplierError::Unavailable { retry_after, .. } => {
+                store::record_failure(&self.pool, job, Failure::Failed, &error.to_string()).await?;
+                Err(match retry_after {
+                    Some(after) => HandlerError::retry_after(error, after),
+                    None => HandlerError::retryable(error),
+                })
             }
         }
     }
-}
-
-/// Up to 10 % more than asked, never less, so jobs told to wait the same time do not all come
-/// back in the same instant.
-fn with_jitter(wait: Duration) -> Duration {
-    let unit = (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64;
-    wait + wait.mul_f64(0.1 * unit)
 }
 
 impl Handler for SupplierDispatch {
@@ -183,12 +157,21 @@ impl Handler for SupplierDispatch {
 }
 
 /// One outcome for the order: a refusal by any supplier dead-letters it (with every refusal's
-/// message), else any retryable failure retries it. Accepted suppliers are skipped on the retry.
+/// message), else any retryable failure retries it, after the longest `Retry-After` asked.
+/// Accepted suppliers are skipped on the retry.
 fn combine(outcomes: Vec<Result<(), HandlerError>>) -> Result<(), HandlerError> {
     let mut by_kind: HashMap<bool, Vec<String>> = HashMap::new();
+    let mut retry_after: Option<Duration> = None;
     for error in outcomes.into_iter().filter_map(Result::err) {
         let message = match &error {
-            HandlerError::Retryable(e) | HandlerError::Permanent(e) => e.to_string(),
+            HandlerError::Retryable {
+                error,
+                retry_after: after,
+            } => {
+                retry_after = retry_after.max(*after);
+                error.to_string()
+            }
+            HandlerError::Permanent(e) => e.to_string(),
         };
         by_kind
             .entry(error.is_retryable())
@@ -199,7 +182,11 @@ fn combine(outcomes: Vec<Result<(), HandlerError>>) -> Result<(), HandlerError> 
         return Err(HandlerError::permanent(messages.join("; ")));
     }
     if let Some(messages) = by_kind.remove(&true) {
-        return Err(HandlerError::retryable(messages.join("; ")));
+        let error = messages.join("; ");
+        return Err(match retry_after {
+            Some(after) => HandlerError::retry_after(error, after),
+            None => HandlerError::retryable(error),
+        });
     }
     Ok(())
 }
@@ -231,10 +218,22 @@ mod tests {
     }
 
     #[test]
-    fn jitter_never_shortens_a_wait() {
-        for _ in 0..100 {
-            let wait = with_jitter(Duration::from_secs(1));
-            assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_millis(1100));
-        }
+    fn retries_wait_for_the_longest_retry_after_asked() {
+        let e = combine(vec![
+            Err(HandlerError::retry_after(
+                "sup-a busy",
+                Duration::from_secs(1),
+            )),
+            Err(HandlerError::retryable("sup-b timed out")),
+            Err(HandlerError::retry_after(
+                "sup-c busy",
+                Duration::from_secs(3),
+            )),
+        ])
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            HandlerError::Retryable { retry_after: Some(d), .. } if d == Duration::from_secs(3)
+        ));
     }
 }

@@ -39,9 +39,6 @@ pub struct Settings {
     pub supplier_api_url: String,
     /// Bounds one request to the supplier; a slower answer counts as a retryable failure.
     pub supplier_timeout: Duration,
-    /// How long one delivery may wait in total on the supplier's `Retry-After` before it hands
-    /// the retry back to the runtime.
-    pub retry_after_budget: Duration,
     pub dispatched_topic: String,
     /// How long publishing one event may wait for a broker before it counts as failed.
     pub delivery_timeout: Duration,
@@ -51,8 +48,8 @@ impl Settings {
     /// `ORDERFLOW_KAFKA_BROKERS` (and its security settings), the `ORDERFLOW_CONSUMER_*`
     /// overrides of the runtime, `ORDERFLOW_DATABASE_URL` and `ORDERFLOW_DATABASE_SCHEMA`
     /// (supplier_dispatch), `ORDERFLOW_SUPPLIER_API_URL` (required),
-    /// `ORDERFLOW_SUPPLIER_TIMEOUT_MS` (5000), `ORDERFLOW_SUPPLIER_RETRY_AFTER_BUDGET_MS` (30000),
-    /// `ORDERFLOW_DISPATCHED_TOPIC` (orders.dispatched) and
+    /// `ORDERFLOW_SUPPLIER_TIMEOUT_MS` (5000), `ORDERFLOW_DISPATCHED_TOPIC` (orders.dispatched)
+    /// and
     /// `ORDERFLOW_DISPATCH_DELIVERY_TIMEOUT_MS` (10000).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let supplier_timeout =
@@ -70,11 +67,6 @@ impl Settings {
             database: DatabaseConfig::from_source(src, &GROUP.replace('-', "_"))?,
             supplier_api_url: config::url(src, config::SUPPLIER_API_URL, &["http", "https"])?,
             supplier_timeout,
-            retry_after_budget: config::millis(
-                src,
-                "ORDERFLOW_SUPPLIER_RETRY_AFTER_BUDGET_MS",
-                Duration::from_secs(30),
-            )?,
             dispatched_topic: config::optional(src, "ORDERFLOW_DISPATCHED_TOPIC")?
                 .unwrap_or_else(|| DISPATCHED_TOPIC.to_string()),
             delivery_timeout: config::millis(
@@ -145,7 +137,6 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Dispatcher, Error
             producer,
             topic: settings.dispatched_topic.clone(),
         },
-        settings.retry_after_budget,
     );
     tracing::info!(
         supplier = %settings.supplier_api_url,

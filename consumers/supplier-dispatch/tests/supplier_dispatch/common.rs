@@ -54,7 +54,6 @@ impl TestEnv {
             database: self.database(),
             supplier_api_url: self.sim.url(),
             supplier_timeout: Duration::from_secs(2),
-            retry_after_budget: Duration::from_secs(10),
             dispatched_topic: self.dispatched.clone(),
             delivery_timeout: Duration::from_secs(10),
         }

@@ -57,8 +57,13 @@ pub struct Delivery {
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// Worth trying again (a peer is down, a timeout): retried with backoff, then dead-lettered.
-    #[error("retryable: {0}")]
-    Retryable(BoxError),
+    /// `retry_after` is the peer's own hint (an HTTP `Retry-After`): the next attempt waits at
+    /// least that long, up to `ConsumerSettings::retry_after_max`.
+    #[error("retryable: {error}")]
+    Retryable {
+        error: BoxError,
+        retry_after: Option<Duration>,
+    },
     /// Will fail the same way every time (invalid data, a refusal): dead-lettered at once.
     #[error("permanent: {0}")]
     Permanent(BoxError),
@@ -66,7 +71,18 @@ pub enum HandlerError {
 
 impl HandlerError {
     pub fn retryable(e: impl Into<BoxError>) -> Self {
-        Self::Retryable(e.into())
+        Self::Retryable {
+            error: e.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A retryable failure whose peer said when to come back.
+    pub fn retry_after(e: impl Into<BoxError>, after: Duration) -> Self {
+        Self::Retryable {
+            error: e.into(),
+            retry_after: Some(after),
+        }
     }
 
     pub fn permanent(e: impl Into<BoxError>) -> Self {
@@ -74,7 +90,7 @@ impl HandlerError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Retryable(_))
+        matches!(self, Self::Retryable { .. })
     }
 }
 
@@ -97,7 +113,7 @@ impl From<sqlx::Error> for HandlerError {
             _ => false,
         };
         if retryable {
-            Self::Retryable(e.into())
+            Self::retryable(e)
         } else {
             Self::Permanent(e.into())
         }
@@ -128,6 +144,9 @@ pub struct ConsumerSettings {
     pub max_in_flight: usize,
     pub retry_min_delay: Duration,
     pub retry_max_delay: Duration,
+    /// The longest a peer's `Retry-After` is honoured before the next attempt; a longer hint is
+    /// cut to this, so one slow peer cannot hold a key (and its partition's commits) for long.
+    pub retry_after_max: Duration,
     /// Attempts of a retryable failure before the event is dead-lettered.
     pub retry_max_attempts: usize,
     pub commit_interval: Duration,
@@ -148,6 +167,7 @@ impl ConsumerSettings {
             max_in_flight: 1024,
             retry_min_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(10),
+            retry_after_max: Duration::from_secs(60),
             retry_max_attempts: 8,
             commit_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(30),
@@ -158,7 +178,8 @@ impl ConsumerSettings {
     /// Defaults overridden by `ORDERFLOW_CONSUMER_GROUP`, `ORDERFLOW_CONSUMER_TOPIC`,
     /// `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
     /// `ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS`, `ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS`,
-    /// `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS` and `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS`.
+    /// `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS`, `ORDERFLOW_CONSUMER_RETRY_AFTER_MAX_MS` and
+    /// `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS`.
     /// The dead-letter topic follows the group and topic in force.
     pub fn from_source(
         src: &impl Source,
@@ -188,6 +209,11 @@ impl ConsumerSettings {
             src,
             "ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS",
             s.retry_max_delay,
+        )?;
+        s.retry_after_max = config::millis(
+            src,
+            "ORDERFLOW_CONSUMER_RETRY_AFTER_MAX_MS",
+            s.retry_after_max,
         )?;
         s.drain_timeout =
             config::millis(src, "ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS", s.drain_timeout)?;
@@ -472,13 +498,74 @@ async fn handle_with_retries<H: Handler>(
             .with_jitter(),
     )
     .when(HandlerError::is_retryable)
+    .adjust(|e, backoff| honour_retry_after(e, backoff, s.retry_after_max))
     .notify(|e, wait| tracing::warn!(error = %e, ?wait, "handler failed; retrying"))
     .await;
     result.map_err(|e| {
         let reason = match &e {
-            HandlerError::Retryable(_) => format!("retries exhausted: {e}"),
+            HandlerError::Retryable { .. } => format!("retries exhausted: {e}"),
             HandlerError::Permanent(_) => e.to_string(),
         };
         (reason, attempts)
     })
+}
+
+/// The wait before the next attempt: the backoff, or the peer's `Retry-After` when that is longer
+/// (capped at `max_delay`),
+/// plus up to a tenth more taken from the jittered backoff, so peers told the same wait do not
+/// all come back at once. `None` (attempts exhausted) stays `None`.
+fn honour_retry_after(
+    e: &HandlerError,
+    backoff: Option<Duration>,
+    max_delay: Duration,
+) -> Option<Duration> {
+    let backoff = backoff?;
+    match e {
+        HandlerError::Retryable {
+            retry_after: Some(after),
+            ..
+        } => {
+            let after = (*after).min(max_delay);
+            if after > backoff {
+                Some(after + backoff.min(after / 10))
+            } else {
+                Some(backoff)
+            }
+        }
+        _ => Some(backoff),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_after_longer_than_the_backoff_is_waited_out_up_to_its_cap() {
+        let max = Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let hinted = |after| HandlerError::retry_after("busy", after);
+        assert_eq!(
+            honour_retry_after(&hinted(ms(1000)), Some(ms(50)), max),
+            Some(ms(1050))
+        );
+        assert_eq!(
+            honour_retry_after(&hinted(ms(1000)), Some(ms(500)), max),
+            Some(ms(1100)),
+            "at most a tenth more"
+        );
+        assert_eq!(
+            honour_retry_after(&hinted(ms(100)), Some(ms(400)), max),
+            Some(ms(400))
+        );
+        assert_eq!(
+            honour_retry_after(&hinted(Duration::from_secs(3600)), Some(ms(50)), max),
+            Some(ms(10_050))
+        );
+        assert_eq!(honour_retry_after(&hinted(ms(1000)), None, max), None);
+        assert_eq!(
+            honour_retry_after(&HandlerError::retryable("down"), Some(ms(50)), max),
+            Some(ms(50))
+        );
+    }
 }
