@@ -6,6 +6,7 @@ pub mod codec;
 pub mod config;
 pub mod db;
 pub mod event;
+pub mod headers;
 pub mod idempotency;
 pub mod kafka;
 pub mod runtime;

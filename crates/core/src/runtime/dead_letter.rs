@@ -9,13 +9,10 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 
-pub const REASON: &str = "x-dlq-reason";
-pub const ATTEMPTS: &str = "x-dlq-attempts";
-pub const GROUP: &str = "x-dlq-group";
-pub const ORIGIN_TOPIC: &str = "x-origin-topic";
-pub const ORIGIN_PARTITION: &str = "x-origin-partition";
-pub const ORIGIN_OFFSET: &str = "x-origin-offset";
-pub const FAILED_AT: &str = "x-dlq-failed-at";
+use crate::headers::{
+    is_runtime_header, ATTEMPTS, FAILED_AT, GROUP, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC,
+    REASON,
+};
 
 pub(crate) struct DeadLetters {
     pub producer: FutureProducer,
@@ -30,7 +27,7 @@ impl DeadLetters {
         let mut headers = OwnedHeaders::new();
         if let Some(original) = message.headers() {
             for h in rdkafka::message::Headers::iter(original) {
-                if !h.key.starts_with("x-dlq-") && !h.key.starts_with("x-origin-") {
+                if !is_runtime_header(h.key) {
                     headers = headers.insert(Header {
                         key: h.key,
                         value: h.value,

@@ -21,7 +21,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-pub use dead_letter::{
+pub use crate::headers::{
     ATTEMPTS, FAILED_AT, GROUP, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REASON,
 };
 
