@@ -22,6 +22,8 @@ export ORDERFLOW_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
 export ORDERFLOW_PAYMENT_API_URL=http://127.0.0.1:8091
 export ORDERFLOW_SUPPLIER_API_URL=http://127.0.0.1:8092
 export ORDERFLOW_SMTP_URL=smtp://127.0.0.1:2525
+# The sink answers message lookups like a mail provider, so an interrupted send is not repeated.
+export ORDERFLOW_MAIL_LOOKUP_URL=http://127.0.0.1:8025/messages
 export ORDERFLOW_ANALYTICS_ARCHIVE_URL=$ORDERFLOW_ROOT/.stack/analytics-archive
 export ORDERFLOW_ANALYTICS_FLUSH_INTERVAL_MS=2000
 # A supplier that is slow and sometimes busy, to show retries doing their job.

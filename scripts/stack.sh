@@ -188,25 +188,28 @@ kafka_stop() {
 
 # Creates the topics of deploy/topics.txt that do not exist yet. Existing
 # topics are never altered (partitions cannot shrink, and retention may have
-# been tuned by hand); a difference from the file is only reported.
+# been tuned by hand); a difference from the file is only reported, and
+# `orderflowctl topics apply` is what applies it.
 ensure_topics() {
-  local -a names=() partitions=() retentions=()
+  local -a names=() partitions=() retentions=() policies=()
   local -A declared=() have_partitions=() have_retention=()
-  local line lineno=0 name parts retention extra i
+  local line lineno=0 name parts retention policy extra i
 
   [[ -r $TOPICS_FILE ]] || die "topic list $TOPICS_FILE not found"
   while IFS= read -r line || [[ -n $line ]]; do
     lineno=$((lineno + 1))
     line=${line%%#*}
-    name='' parts='' retention='' extra=''
-    read -r name parts retention extra <<<"$line" || true
+    name='' parts='' retention='' policy='' extra=''
+    read -r name parts retention policy extra <<<"$line" || true
     [[ -n $name ]] || continue
-    if [[ ! $parts =~ ^[1-9][0-9]*$ || ! $retention =~ ^(-1|[0-9]+)$ || -n $extra ]]; then
-      die "$TOPICS_FILE:$lineno: expected '<name> <partitions> <retention_ms>'"
+    policy=${policy:-delete}
+    if [[ ! $parts =~ ^[1-9][0-9]*$ || ! $retention =~ ^(-1|[0-9]+)$ ||
+      ! $policy =~ ^(delete|compact|compact,delete|delete,compact)$ || -n $extra ]]; then
+      die "$TOPICS_FILE:$lineno: expected '<name> <partitions> <retention_ms> [<cleanup_policy>]'"
     fi
     [[ -z ${declared[$name]:-} ]] || die "$TOPICS_FILE:$lineno: topic $name is declared twice"
     declared[$name]=1
-    names+=("$name") partitions+=("$parts") retentions+=("$retention")
+    names+=("$name") partitions+=("$parts") retentions+=("$retention") policies+=("$policy")
   done <"$TOPICS_FILE"
 
   # Summary lines look like:
@@ -223,21 +226,22 @@ ensure_topics() {
   done <<<"$KAFKA_DESCRIBE"
 
   for i in "${!names[@]}"; do
-    name=${names[i]} parts=${partitions[i]} retention=${retentions[i]}
+    name=${names[i]} parts=${partitions[i]} retention=${retentions[i]} policy=${policies[i]}
     if [[ -n ${have_partitions[$name]:-} ]]; then
       if [[ ${have_partitions[$name]} != "$parts" ]]; then
-        warn "topic $name has ${have_partitions[$name]} partitions, $TOPICS_FILE says $parts (left as is)"
+        warn "topic $name has ${have_partitions[$name]} partitions, $TOPICS_FILE says $parts (left as is; orderflowctl topics apply applies the file)"
       fi
       if [[ ${have_retention[$name]} != "$retention" ]]; then
-        warn "topic $name has retention.ms=${have_retention[$name]}, $TOPICS_FILE says $retention (left as is)"
+        warn "topic $name has retention.ms=${have_retention[$name]}, $TOPICS_FILE says $retention (left as is; orderflowctl topics apply applies the file)"
       fi
       continue
     fi
-    info "creating topic $name ($parts partitions, retention.ms=$retention)"
+    info "creating topic $name ($parts partitions, retention.ms=$retention, cleanup.policy=$policy)"
     # shellcheck disable=SC2094 # as in kafka_wait
     kafka_topics "$KAFKA_PORT" "$KAFKA_TOOLS_LOG" --create --if-not-exists \
       --topic "$name" --partitions "$parts" --replication-factor 1 \
-      --config "retention.ms=$retention" >/dev/null 2>>"$KAFKA_TOOLS_LOG" </dev/null ||
+      --config "retention.ms=$retention" --config "cleanup.policy=$policy" \
+      >/dev/null 2>>"$KAFKA_TOOLS_LOG" </dev/null ||
       die "could not create topic $name, see $KAFKA_TOOLS_LOG"
   done
 }

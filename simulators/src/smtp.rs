@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -246,8 +246,26 @@ impl SmtpSink {
     }
 }
 
-async fn list_messages(State(shared): State<Arc<Shared>>) -> Json<Vec<ReceivedMessage>> {
-    Json(shared.lock().messages.clone())
+/// `GET /messages[?message_id=<id>]`: every message, or those with one Message-ID, as a mail
+/// provider's message search answers.
+#[derive(Debug, Deserialize)]
+struct MessageQuery {
+    message_id: Option<String>,
+}
+
+async fn list_messages(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<MessageQuery>,
+) -> Json<Vec<ReceivedMessage>> {
+    let messages = &shared.lock().messages;
+    Json(match &query.message_id {
+        Some(id) => messages
+            .iter()
+            .filter(|m| m.message_id.as_ref() == Some(id))
+            .cloned()
+            .collect(),
+        None => messages.clone(),
+    })
 }
 
 async fn read_message(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Response {

@@ -1,6 +1,8 @@
 //! The consumer's handler: one journal entry per order, exactly once. The event id is claimed in
 //! the same transaction that writes the entry, and UNIQUE (order_id) catches the same order
-//! replayed under a new event id, which is then marked done without a second entry.
+//! replayed under a new event id, which is then marked done without a second entry. It catches an
+//! operator's reprocess of a journaled event too (the claim lets it through): same order, same
+//! money, so nothing is written.
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ pub struct Journal {
 impl Handler for Journal {
     type Event = OrderPlaced;
 
-    async fn handle(&self, order: &OrderPlaced, _delivery: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(&self, order: &OrderPlaced, delivery: &Delivery) -> Result<(), HandlerError> {
         let entry = entry::entry_for(order, &self.chart).map_err(HandlerError::permanent)?;
         if entry.postings.is_empty() {
             // A free order with no costs moves no money: there is nothing to journal, and an
@@ -28,7 +30,7 @@ impl Handler for Journal {
             tracing::info!(order_id = %order.order_id, "nothing to journal for a zero order");
             return Ok(());
         }
-        let Some(mut tx) = self.processed.claim(&order.event_id).await? else {
+        let Some(mut tx) = self.processed.claim(&order.event_id, delivery).await? else {
             tracing::debug!(event_id = %order.event_id, "already journaled");
             return Ok(());
         };
@@ -65,7 +67,8 @@ impl Handler for Journal {
                 }
                 tx.commit().await?;
                 tracing::info!(order_id = %order.order_id, entry_id = existing.entry_id,
-                    first_event_id = %existing.event_id, "order already journaled by another event");
+                    first_event_id = %existing.event_id, reprocess = delivery.reprocess,
+                    "order already journaled");
             }
         }
         Ok(())

@@ -7,6 +7,7 @@
 
 pub mod chart;
 mod csv;
+pub mod effect;
 pub mod entry;
 pub mod export;
 mod handler;

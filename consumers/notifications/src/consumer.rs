@@ -22,13 +22,13 @@ pub struct Notifier {
 impl Handler for Notifier {
     type Event = OrderPlaced;
 
-    async fn handle(&self, order: &OrderPlaced, _delivery: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(&self, order: &OrderPlaced, delivery: &Delivery) -> Result<(), HandlerError> {
         order.check_consistency().map_err(HandlerError::permanent)?;
         let rendered = self
             .renderer
             .order_emails(order)
             .map_err(HandlerError::permanent)?;
-        let Some(mut tx) = self.idempotency.claim(&order.event_id).await? else {
+        let Some(mut tx) = self.idempotency.claim(&order.event_id, delivery).await? else {
             tracing::debug!(order_id = %order.order_id, "event already processed");
             return Ok(());
         };

@@ -9,6 +9,7 @@
 //! step: the consumer skips ids it already queued, the mailer skips ids it already sent.
 
 pub mod consumer;
+pub mod effect;
 pub mod email;
 pub mod locale;
 pub mod mailer;

@@ -8,9 +8,13 @@
 //! with the reason in `x-dlq-reason`.
 //!
 //! The one window SMTP leaves open: the server accepted the message (250) and the mailer died
-//! before recording it, or the connection failed while waiting for that reply. The message is
-//! redelivered and sent again with the same `Message-ID`, so the receiver can spot the copy;
-//! `sent_emails.interrupted` counts such resends.
+//! before recording it, or the connection failed while waiting for that reply. On redelivery
+//! the mailer asks the provider's message lookup (`ORDERFLOW_MAIL_LOOKUP_URL`, see [`lookup`])
+//! whether it has the message, and records it as sent instead of sending a copy. Without a
+//! lookup, or when it cannot answer, the message is sent again with the same `Message-ID`, so
+//! the receiver can spot the copy. `sent_emails.interrupted` counts interrupted attempts.
+
+mod lookup;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +42,7 @@ use crate::email::{self, Email};
 use crate::queue::{self, AmqpSettings, PublishError};
 use crate::store::{self, Claim, SendGuard};
 use crate::Error;
+pub use lookup::MessageLookup;
 
 /// Header of a dead-lettered message: why it was given up.
 pub const DLQ_REASON: &str = "x-dlq-reason";
@@ -106,6 +111,9 @@ impl SmtpEndpoint {
     }
 }
 
+/// The provider's message-lookup URL (optional).
+pub const LOOKUP_URL: &str = "ORDERFLOW_MAIL_LOOKUP_URL";
+
 /// Everything the mailer needs, from the environment.
 #[derive(Debug, Clone)]
 pub struct MailerSettings {
@@ -118,6 +126,8 @@ pub struct MailerSettings {
     /// E-mails sent at once (each holds one database connection while it is sent).
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    /// The provider's message lookup, asked after an interrupted attempt (see [`lookup`]).
+    pub lookup_url: Option<String>,
 }
 
 impl MailerSettings {
@@ -125,7 +135,7 @@ impl MailerSettings {
     /// `ORDERFLOW_SMTP_URL` (`smtp://host:port`), `ORDERFLOW_SMTP_TIMEOUT_MS` (30000),
     /// `ORDERFLOW_MAILER_PREFETCH` (16), `ORDERFLOW_MAILER_CONCURRENCY` (8),
     /// `ORDERFLOW_MAILER_RETRY_MAX_ATTEMPTS` (5), `ORDERFLOW_MAILER_RETRY_MIN_DELAY_MS` (500),
-    /// `ORDERFLOW_MAILER_RETRY_MAX_DELAY_MS` (10000).
+    /// `ORDERFLOW_MAILER_RETRY_MAX_DELAY_MS` (10000), `ORDERFLOW_MAIL_LOOKUP_URL` (none).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let smtp_url = config::url(src, config::SMTP_URL, &["smtp"])?;
         let smtp = SmtpEndpoint::parse(&smtp_url).map_err(|reason| ConfigError::Malformed {
@@ -167,6 +177,10 @@ impl MailerSettings {
                     Duration::from_secs(10),
                 )?,
             },
+            lookup_url: match config::optional::<String>(src, LOOKUP_URL)? {
+                Some(_) => Some(config::url(src, LOOKUP_URL, &["http", "https"])?),
+                None => None,
+            },
         })
     }
 }
@@ -196,9 +210,22 @@ pub async fn run(
         .build();
     let pool = settings.database.connect().await?;
     crate::MIGRATOR.run(&pool).await?;
+    let lookup = match &settings.lookup_url {
+        Some(url) => Some(
+            MessageLookup::new(url.clone(), settings.smtp_timeout).map_err(|e| {
+                ConfigError::Malformed {
+                    name: LOOKUP_URL,
+                    value: url.clone(),
+                    reason: format!("no HTTP client for it: {e}"),
+                }
+            })?,
+        ),
+        None => None,
+    };
     let mailer = Mailer {
         pool,
         smtp,
+        lookup,
         settings,
     };
     tokio::pin!(shutdown);
@@ -236,6 +263,7 @@ pub async fn run(
 struct Mailer {
     pool: PgPool,
     smtp: AsyncSmtpTransport<Tokio1Executor>,
+    lookup: Option<MessageLookup>,
     settings: MailerSettings,
 }
 
@@ -380,11 +408,14 @@ impl Mailer {
                 return Ok(Outcome::AlreadyDone);
             }
         };
-        if guard.after_interruption {
-            tracing::warn!(
-                "an earlier attempt was cut short and may have reached the server; \
-                 sending again with the same Message-ID"
-            );
+        if guard.after_interruption && self.accepted_before(&guard).await {
+            self.record_sent(
+                &mut guard,
+                "accepted before an interrupted attempt (provider lookup)",
+            )
+            .await?;
+            guard.release().await;
+            return Ok(Outcome::Delivered);
         }
         let mut delays = self.settings.retry.delays();
         loop {
@@ -420,6 +451,35 @@ impl Mailer {
                     tokio::time::sleep(delay).await;
                     guard.attempt().await?;
                 }
+            }
+        }
+    }
+
+    /// After an interrupted attempt: whether the provider says it accepted the e-mail already.
+    /// Without a lookup, or when it fails, the answer is no and the e-mail goes out again.
+    async fn accepted_before(&self, guard: &SendGuard) -> bool {
+        let Some(lookup) = &self.lookup else {
+            tracing::warn!(
+                "an earlier attempt was cut short and may have reached the server; \
+                 sending again with the same Message-ID"
+            );
+            return false;
+        };
+        match lookup.accepted(guard.message_id()).await {
+            Ok(true) => {
+                tracing::warn!("an earlier attempt was cut short after the provider accepted it; recording it as sent");
+                true
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    "an earlier attempt was cut short before the provider accepted it; sending it"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "an earlier attempt was cut short and the provider's lookup failed; \
+                     sending again with the same Message-ID");
+                false
             }
         }
     }

@@ -24,7 +24,7 @@ impl Handler for StageLines {
         order.check_consistency().map_err(HandlerError::permanent)?;
         let lines = line::sold_lines(order)
             .map_err(|e| HandlerError::permanent(format!("order {}: {e}", order.order_id)))?;
-        let Some(mut tx) = self.store.claim(&order.event_id).await? else {
+        let Some(mut tx) = self.store.claim(&order.event_id, delivery).await? else {
             tracing::debug!(order_id = %order.order_id, "event already archived");
             return Ok(());
         };

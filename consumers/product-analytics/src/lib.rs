@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod columnar;
+pub mod effect;
 pub mod flusher;
 pub mod handler;
 pub mod line;

@@ -20,12 +20,12 @@ impl SalesHandler {
 impl Handler for SalesHandler {
     type Event = OrderPlaced;
 
-    async fn handle(&self, order: &OrderPlaced, _delivery: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(&self, order: &OrderPlaced, delivery: &Delivery) -> Result<(), HandlerError> {
         order.check_consistency().map_err(HandlerError::permanent)?;
         let sale = Sale::from_order(order).map_err(HandlerError::permanent)?;
         // The upserts commit with the "processed" mark or not at all, so a redelivery after a
         // crash finds either nothing done or everything done.
-        let Some(mut tx) = self.idempotency.claim(&order.event_id).await? else {
+        let Some(mut tx) = self.idempotency.claim(&order.event_id, delivery).await? else {
             tracing::debug!(event_id = %order.event_id, "already counted");
             return Ok(());
         };

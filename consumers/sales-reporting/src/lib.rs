@@ -5,6 +5,7 @@
 //! The report is served as JSON and CSV over HTTP and by the `report` command, and sales of the
 //! last hour are exposed as Prometheus gauges.
 
+pub mod effect;
 pub mod handler;
 pub mod http;
 pub mod metrics;

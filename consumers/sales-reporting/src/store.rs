@@ -49,7 +49,9 @@ pub async fn pinned_time_zone(pool: &PgPool) -> Result<Option<String>, sqlx::Err
 /// Adds `sale` to its month in one statement (a single round trip): the month total, every
 /// breakdown row (one multi-row upsert from arrays) and, for a recent order, `recent_sales`.
 /// The month comes from the stored time zone, so every instance buckets alike; should it be
-/// missing, the month is NULL and the statement fails instead of dropping the order.
+/// missing, the month is NULL and the statement fails instead of dropping the order. An
+/// operator's reprocess of an event counts it again in the months, as asked, but its recent sale
+/// is already there and stays one.
 pub async fn record(conn: &mut PgConnection, sale: &Sale) -> Result<(), sqlx::Error> {
     let n = sale.breakdown.len();
     let (mut dimensions, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -103,7 +105,8 @@ pub async fn record(conn: &mut PgConnection, sale: &Sale) -> Result<(), sqlx::Er
                  gross_minor = m.gross_minor + excluded.gross_minor
          )
          INSERT INTO recent_sales (event_id, placed_at, currency, gross_minor)
-         SELECT $17, $1, $2, $8 WHERE $1 > now() - $18::interval",
+         SELECT $17, $1, $2, $8 WHERE $1 > now() - $18::interval
+         ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(sale.placed_at)
     .bind(&sale.currency)

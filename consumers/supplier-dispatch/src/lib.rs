@@ -6,6 +6,7 @@
 //! crash and replay; its event is published once in normal operation and carries a deterministic
 //! `event_id`, so a republish after a crash is deduplicable downstream.
 
+pub mod effect;
 pub mod event;
 pub mod handler;
 pub mod store;

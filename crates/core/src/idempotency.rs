@@ -1,8 +1,11 @@
 //! The idempotency store: which events a consumer group has processed. A handler opens a
 //! transaction that claims the event id and does its own writes in it, so the effect and its
-//! "done" mark commit together or not at all.
+//! "done" mark commit together or not at all. An operator can ask for an event to be processed
+//! again (`orderflowctl replay --reprocess`); the claim then lets it through once more.
 
 use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::runtime::Delivery;
 
 /// Processed event ids of one consumer group.
 #[derive(Clone)]
@@ -34,20 +37,29 @@ impl IdempotencyStore {
     /// Starts a transaction that claims `event_id`, or `None` when the group already processed
     /// it. A concurrent claim of the same id waits for the first transaction and then sees it
     /// done, so two deliveries can never both proceed.
+    ///
+    /// A delivery an operator marked for reprocessing (`delivery.reprocess`) claims the id even
+    /// when it is done, and stamps it processed again; concurrent reprocessing claims still wait
+    /// for each other, so they run one after the other.
     pub async fn claim(
         &self,
         event_id: &str,
+        delivery: &Delivery,
     ) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
+        let statement = if delivery.reprocess {
             "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&self.group)
-        .bind(event_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+             ON CONFLICT (consumer_group, event_id) DO UPDATE SET processed_at = now()"
+        } else {
+            "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING"
+        };
+        let claimed = sqlx::query(statement)
+            .bind(&self.group)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if claimed == 1 {
             Ok(Some(tx))
         } else {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use orderflow_core::runtime::{
     self, ConsumerSettings, ATTEMPTS, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REASON,
 };
-use orderflow_core::topics::dead_letter_topic;
+use orderflow_core::topics::{dead_letter_topic, retry_topic};
 use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
 use orderflow_testkit::{self as kit, sample_order_placed};
 use rdkafka::Message;
@@ -86,6 +86,7 @@ async fn setup(partitions: i32) -> Setup {
     let group = kit::unique("group");
     let dlq = dead_letter_topic(&topic, &group);
     kit::create_topic(&dlq, 1).await;
+    kit::create_topic(&retry_topic(&topic, &group), partitions).await;
     Setup { topic, group, dlq }
 }
 
@@ -94,6 +95,8 @@ fn settings(s: &Setup) -> ConsumerSettings {
     settings.retry_min_delay = Duration::from_millis(10);
     settings.retry_max_delay = Duration::from_millis(50);
     settings.retry_max_attempts = 4;
+    // These tests are about one delivery's attempts; retry_topic.rs covers the later rounds.
+    settings.retry_rounds = 0;
     settings.commit_interval = Duration::from_millis(100);
     settings.session_timeout = Duration::from_secs(6);
     settings

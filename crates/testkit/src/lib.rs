@@ -14,7 +14,7 @@ use orderflow_core::event::{
 use orderflow_core::kafka::{self, TopicSpec};
 use orderflow_core::runtime::ConsumerSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
@@ -198,6 +198,35 @@ pub async fn produce(topic: &str, messages: &[(String, Vec<u8>)]) {
     }
 }
 
+/// Writes one message with headers (a retry, a redrive or a replay, as `orderflowctl` and the
+/// runtime write them) and waits until the broker has it.
+pub async fn produce_with_headers(
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) {
+    let producer = kafka::idempotent_producer(&kafka(), Duration::from_secs(30)).expect("producer");
+    let mut owned = OwnedHeaders::new();
+    for &(name, value) in headers {
+        owned = owned.insert(Header {
+            key: name,
+            value: Some(value),
+        });
+    }
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(owned),
+            Duration::from_secs(0),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+}
+
 /// The offset `group` committed on `topic`/`partition`, if any.
 pub async fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
     let (group, topic) = (group.to_string(), topic.to_string());
@@ -335,41 +364,51 @@ fn sample_line(id: &str, sku: &str, quantity: i32, unit_price: i64, supplier: &s
     }
 }
 
-/// What one consumer test owns: its source topic, consumer group, dead-letter topic and database
-/// schema, so consumer tests run in parallel without seeing each other.
+/// What one consumer test owns: its source topic, consumer group, dead-letter and retry topics
+/// and database schema, so consumer tests run in parallel without seeing each other.
 pub struct ConsumerFixture {
     pub topic: String,
     pub group: String,
     pub dlq: String,
+    pub retry: String,
     pub pool: PgPool,
     pub schema: String,
 }
 
+/// The fixture's first retry-topic round, in milliseconds: short, so an event parked on the
+/// retry topic comes back within a test's patience.
+const RETRY_TOPIC_DELAY_MS: u64 = 200;
+
 impl ConsumerFixture {
-    /// Creates the topic (with `partitions`) and its dead-letter topic, and a fresh schema.
+    /// Creates the topic (with `partitions`), its dead-letter and retry topics, and a fresh
+    /// schema.
     pub async fn new(service: &str, partitions: i32) -> Self {
         init_telemetry();
         let topic = topic(service, partitions).await;
         let group = unique(service);
         let dlq = orderflow_core::topics::dead_letter_topic(&topic, &group);
         create_topic(&dlq, 1).await;
+        let retry = orderflow_core::topics::retry_topic(&topic, &group);
+        create_topic(&retry, partitions).await;
         let (pool, schema) = database_with_schema().await;
         Self {
             topic,
             group,
             dlq,
+            retry,
             pool,
             schema,
         }
     }
 
-    /// Runtime settings on this fixture with quick retries and commits, so a failure or a
-    /// dead letter shows within a test's patience.
+    /// Runtime settings on this fixture with quick retries, retry-topic rounds and commits, so
+    /// a failure or a dead letter shows within a test's patience.
     pub fn consumer_settings(&self) -> ConsumerSettings {
         let mut consumer = ConsumerSettings::new(&self.group, &self.topic);
         consumer.retry_min_delay = Duration::from_millis(10);
         consumer.retry_max_delay = Duration::from_millis(50);
         consumer.retry_max_attempts = 3;
+        consumer.retry_topic_delay = Duration::from_millis(RETRY_TOPIC_DELAY_MS);
         consumer.commit_interval = Duration::from_millis(100);
         consumer.session_timeout = Duration::from_secs(6);
         consumer
@@ -385,7 +424,7 @@ impl ConsumerFixture {
     }
 
     /// The environment that points a service's real binary at this fixture (brokers, database,
-    /// schema, group, topic, quick retries); a test adds the service's own variables.
+    /// schema, group, topic, quick retries and rounds); a test adds the service's own variables.
     pub fn service_env(&self) -> Vec<(&'static str, String)> {
         vec![
             (orderflow_core::config::KAFKA_BROKERS, kafka().brokers),
@@ -395,6 +434,10 @@ impl ConsumerFixture {
             ("ORDERFLOW_CONSUMER_TOPIC", self.topic.clone()),
             ("ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS", "10".into()),
             ("ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS", "500".into()),
+            (
+                "ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS",
+                RETRY_TOPIC_DELAY_MS.to_string(),
+            ),
         ]
     }
 

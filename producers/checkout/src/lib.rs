@@ -105,7 +105,12 @@ pub async fn start(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<Che
             }
         }
     });
-    let relay = relay::Relay::new(pool, producer, relay::RelaySettings::default());
+    let relay = relay::Relay::new(
+        pool,
+        producer,
+        settings.kafka.clone(),
+        relay::RelaySettings::default(),
+    );
     let relay = tokio::spawn(relay.run(stopped(rx)));
     tracing::info!(%addr, topic = %settings.topic, "checkout listening");
     Ok(Checkout {

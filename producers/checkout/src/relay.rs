@@ -2,17 +2,38 @@
 //! producer, then marks them published. Rows stay pending while Kafka is down and go out when it
 //! returns, so an accepted order is never lost. One relay at a time holds a Postgres advisory
 //! lock, so several checkout replicas never interleave their sends of one key.
+//!
+//! Each message carries its row in the `x-outbox-id` header. When a relay takes over, and after
+//! a batch Kafka did not fully confirm, it first reads the topic's newest messages and marks the
+//! pending rows it finds there as published: rows a relay sent just before it died, or before
+//! its database connection broke, are not sent a second time.
 
-use std::collections::HashMap;
+mod tail;
+
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures::future::join_all;
+use orderflow_core::config::KafkaConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 
 use crate::store::OUTBOX_CHANNEL;
+
+/// Header naming the outbox row a message was published from: `<schema>/<id>`.
+pub const OUTBOX_ID: &str = "x-outbox-id";
+
+/// Why the relay stopped leading for a while.
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
 
 #[derive(Clone)]
 pub struct RelaySettings {
@@ -42,14 +63,21 @@ struct PendingRow {
 pub struct Relay {
     pool: PgPool,
     producer: FutureProducer,
+    kafka: KafkaConfig,
     settings: RelaySettings,
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, producer: FutureProducer, settings: RelaySettings) -> Self {
+    pub fn new(
+        pool: PgPool,
+        producer: FutureProducer,
+        kafka: KafkaConfig,
+        settings: RelaySettings,
+    ) -> Self {
         Self {
             pool,
             producer,
+            kafka,
             settings,
         }
     }
@@ -65,7 +93,7 @@ impl Relay {
                     Ok(()) => self.settings.poll_interval,
                     Err(e) => {
                         failures += 1;
-                        tracing::warn!(error = %e, "outbox relay lost its database connection; retrying");
+                        tracing::warn!(error = %e, "outbox relay interrupted; retrying");
                         backoff(failures)
                     }
                 },
@@ -78,7 +106,7 @@ impl Relay {
     }
 
     /// Waits to become the leader, then publishes for as long as the lock's connection lives.
-    async fn lead(&self) -> Result<(), sqlx::Error> {
+    async fn lead(&self) -> Result<(), RelayError> {
         // Detached from the pool: when leadership ends, for whatever reason, the connection closes
         // and releases the lock instead of going back to the pool still holding it.
         let mut lock_conn: PgConnection = self.pool.acquire().await?.detach();
@@ -95,13 +123,17 @@ impl Relay {
             tokio::time::sleep(self.settings.poll_interval).await;
         }
         tracing::info!("outbox relay is the leader");
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&mut lock_conn)
+            .await?;
+        self.reconcile(&schema).await?;
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(OUTBOX_CHANNEL).await?;
         let mut failures = 0u32;
         loop {
             // Keeps the lock's session alive and notices when it is gone.
             sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
-            match self.publish_batch().await? {
+            match self.publish_batch(&schema).await? {
                 BatchOutcome::Published(n) if n as i64 == self.settings.batch_size => {
                     failures = 0;
                     continue;
@@ -115,12 +147,53 @@ impl Relay {
                 BatchOutcome::KafkaFailed => {
                     failures += 1;
                     tokio::time::sleep(backoff(failures)).await;
+                    // A send reported as failed may still have been written.
+                    self.reconcile(&schema).await?;
                 }
             }
         }
     }
 
-    async fn publish_batch(&self) -> Result<BatchOutcome, sqlx::Error> {
+    /// Marks as published the oldest pending rows that are already on their topic. Only the
+    /// rows of the last batch a relay sent can be in doubt, and they are the oldest pending
+    /// ones and among the newest messages, so a window of two batches per partition suffices.
+    async fn reconcile(&self, schema: &str) -> Result<(), RelayError> {
+        let pending: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, topic FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.settings.batch_size)
+        .fetch_all(&self.pool)
+        .await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let topics: BTreeSet<&str> = pending.iter().map(|(_, t)| t.as_str()).collect();
+        let mut on_kafka = std::collections::HashSet::new();
+        for topic in topics {
+            on_kafka.extend(
+                tail::header_values(&self.kafka, topic, OUTBOX_ID, 2 * self.settings.batch_size)
+                    .await?,
+            );
+        }
+        let sent: Vec<i64> = pending
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| on_kafka.contains(&format!("{schema}/{id}")))
+            .collect();
+        if !sent.is_empty() {
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&sent)
+                .execute(&self.pool)
+                .await?;
+            tracing::warn!(
+                rows = sent.len(),
+                "outbox rows sent before an interruption are on Kafka already; marked published, not sent again"
+            );
+        }
+        Ok(())
+    }
+
+    async fn publish_batch(&self, schema: &str) -> Result<BatchOutcome, sqlx::Error> {
         let rows: Vec<PendingRow> = sqlx::query_as(
             "SELECT id, topic, message_key, payload, headers FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1",
@@ -133,11 +206,17 @@ impl Relay {
         }
         // All sends are queued at once and delivered in order per partition by the idempotent
         // producer; waiting on each in turn would cost a round trip per order.
-        let results = join_all(rows.iter().map(|row| {
-            let mut headers = OwnedHeaders::new().insert(Header {
-                key: "content-type",
-                value: Some("application/vnd.orderflow.order-placed+avro"),
-            });
+        let outbox_ids: Vec<String> = rows.iter().map(|r| format!("{schema}/{}", r.id)).collect();
+        let results = join_all(rows.iter().zip(&outbox_ids).map(|(row, outbox_id)| {
+            let mut headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "content-type",
+                    value: Some("application/vnd.orderflow.order-placed+avro"),
+                })
+                .insert(Header {
+                    key: OUTBOX_ID,
+                    value: Some(outbox_id.as_str()),
+                });
             for (key, value) in row.headers.iter() {
                 headers = headers.insert(Header {
                     key: key.as_str(),

@@ -1,6 +1,6 @@
 //! The SMTP sink as a process, for the demo: SMTP on `ORDERFLOW_SMTP_SINK_LISTEN` (default
 //! 127.0.0.1:2525), the listing and scripting API on `ORDERFLOW_SMTP_SINK_HTTP` (default
-//! 127.0.0.1:8025: `GET /messages`, `GET /messages/{id}`, `PUT /_sim/behaviour`), and, when
+//! 127.0.0.1:8025: `GET /messages[?message_id=ID]`, `GET /messages/{id}`, `PUT /_sim/behaviour`), and, when
 //! `ORDERFLOW_SMTP_SINK_DIR` is set, every accepted message written there as `<id>.eml`.
 
 use std::net::SocketAddr;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use orderflow_core::config::{ConfigError, Source};
-use orderflow_core::topics::dead_letter_topic;
+use orderflow_core::topics::{dead_letter_topic, retry_topic};
 use orderflow_simulators::payment::PaymentSim;
 use orderflow_simulators::smtp::SmtpSink;
 use orderflow_simulators::supplier::SupplierSim;
@@ -95,6 +95,7 @@ impl Pipeline {
         for group in &groups {
             orderflow_testkit::create_topic(&dead_letter_topic(&orders_topic, group), partitions)
                 .await;
+            orderflow_testkit::create_topic(&retry_topic(&orders_topic, group), partitions).await;
         }
         let payments = PaymentSim::spawn(loopback())
             .await

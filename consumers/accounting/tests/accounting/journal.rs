@@ -1,9 +1,11 @@
-//! The consumer in this process: a batch gives exactly the expected journal, duplicates and
-//! replays give nothing more, and bad events are dead-lettered with a reason.
+//! The consumer in this process: a batch gives exactly the expected journal, duplicates,
+//! replays and reprocessing give nothing more, and bad events are dead-lettered with a reason.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use orderflow_core::headers;
 use orderflow_core::runtime::REASON;
 use orderflow_core::OrderPlaced;
 use orderflow_testkit as kit;
@@ -246,4 +248,59 @@ async fn bad_events_are_dead_lettered_with_a_reason_and_the_rest_is_journaled() 
         order("amended", placed).totals.total_minor,
         "the first version stands"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_s_reprocess_of_a_journaled_order_changes_nothing() {
+    let s = common::setup(1).await;
+    let journaled = order("reprocessed", at("2026-11-10T12:00:00Z"));
+    let bytes = journaled.encode().unwrap();
+    kit::produce(&s.topic, &[(journaled.order_id.clone(), bytes.clone())]).await;
+    let consumer = common::start(&s).await;
+    assert!(common::wait_journaled(&s.pool, "reprocessed").await);
+    let state = || async {
+        sqlx::query_as::<_, (i64, i64, DateTime<Utc>)>(
+            "SELECT (SELECT count(*) FROM journal_entries),
+                    (SELECT count(*) FROM postings),
+                    (SELECT processed_at FROM processed_events)",
+        )
+        .fetch_one(&s.pool)
+        .await
+        .unwrap()
+    };
+    let (entries_before, postings_before, processed_before) = state().await;
+
+    // `orderflowctl replay --reprocess` copies the event to the group's retry topic.
+    kit::produce_with_headers(
+        &s.retry,
+        &journaled.order_id,
+        &bytes,
+        &[
+            (headers::REPROCESS, "true"),
+            (headers::ORIGIN_TOPIC, &s.topic),
+            (headers::ORIGIN_PARTITION, "0"),
+            (headers::ORIGIN_OFFSET, "0"),
+        ],
+    )
+    .await;
+    assert!(
+        kit::eventually(Duration::from_secs(60), || async {
+            kit::committed_offset(&s.group, &s.retry, 0).await == Some(1)
+        })
+        .await
+    );
+    consumer.stop().await.unwrap();
+    let (entries_after, postings_after, processed_after) = state().await;
+    assert_eq!(
+        (entries_after, postings_after),
+        (entries_before, postings_before),
+        "no second entry"
+    );
+    assert!(
+        processed_after > processed_before,
+        "the reprocess went past the claim to the journal's own key"
+    );
+    assert!(kit::read_topic(&s.dlq, 1, Duration::from_secs(2))
+        .await
+        .is_empty());
 }

@@ -1,4 +1,4 @@
-//! One test's world: its own topic and dead-letter topic, consumer group, database schema,
+//! One test's world: its own topic, dead-letter and retry topics, consumer group, database schema,
 //! RabbitMQ queues and SMTP sink, with the consumer and the mailer run in process or as the
 //! real binaries.
 
@@ -50,6 +50,8 @@ pub struct World {
     pub schema: String,
     pub queue: String,
     pub sink: SmtpSink,
+    /// The sink's message search, which the mailer asks after an interrupted attempt.
+    pub lookup_url: String,
     amqp: Connection,
     pub channel: Channel,
 }
@@ -61,10 +63,15 @@ impl World {
         let group = orderflow_testkit::unique("notifications");
         let dead_letter_topic = topics::dead_letter_topic(&topic, &group);
         orderflow_testkit::create_topic(&dead_letter_topic, 1).await;
+        orderflow_testkit::create_topic(&topics::retry_topic(&topic, &group), 2).await;
         let (pool, schema) = orderflow_testkit::database_with_schema().await;
         let sink = SmtpSink::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("smtp sink");
+        let http = sink
+            .serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("smtp sink HTTP API");
         let amqp = Connection::connect(&amqp_url(), Default::default())
             .await
             .expect("rabbitmq (is the stack up? scripts/stack.sh up)");
@@ -77,13 +84,14 @@ impl World {
             pool,
             schema,
             sink,
+            lookup_url: format!("http://{http}/messages"),
             amqp,
             channel,
         }
     }
 
     /// The environment of both binaries, pointing at this test's topic, group, schema, queue
-    /// and sink, with short retry delays.
+    /// and sink, with short retry delays and retry-topic rounds.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             (
@@ -94,11 +102,13 @@ impl World {
             ("ORDERFLOW_CONSUMER_GROUP", self.group.clone()),
             ("ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS", "100".into()),
             ("ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS", "500".into()),
+            ("ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS", "200".into()),
             ("ORDERFLOW_DATABASE_URL", orderflow_testkit::database_url()),
             ("ORDERFLOW_DATABASE_SCHEMA", self.schema.clone()),
             ("ORDERFLOW_AMQP_URL", amqp_url()),
             ("ORDERFLOW_EMAIL_QUEUE", self.queue.clone()),
             ("ORDERFLOW_SMTP_URL", self.sink.url()),
+            ("ORDERFLOW_MAIL_LOOKUP_URL", self.lookup_url.clone()),
             ("ORDERFLOW_SMTP_TIMEOUT_MS", "10000".into()),
             (
                 "ORDERFLOW_MAIL_FROM",

@@ -1,5 +1,5 @@
-//! Orders in, report out: a batch counts exactly once, redelivery adds nothing, and events that
-//! cannot be counted are dead-lettered with their reason.
+//! Orders in, report out: a batch counts exactly once, redelivery adds nothing, an operator's
+//! reprocess counts again, and events that cannot be counted are dead-lettered with their reason.
 
 use std::time::Duration;
 
@@ -101,4 +101,49 @@ async fn events_that_cannot_be_counted_are_dead_lettered_with_their_reason() {
     let report = common::report_json(&s, &service, "2026-11").await;
     assert_eq!(from_json(&report), expected(&good));
     service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reprocessed_order_is_counted_again_and_never_dead_lettered() {
+    let s = common::setup(1).await;
+    let service = s.start("UTC").await;
+    // Placed a minute ago, so it is among the recent sales too.
+    let mut order = kit::sample_order_placed("reprocessed");
+    order.placed_at = chrono::Utc::now().timestamp_millis() - 60_000;
+    produce(&s.topic, std::slice::from_ref(&order)).await;
+    s.wait_processed(1).await;
+
+    // `orderflowctl replay --reprocess` copies the event to the group's retry topic.
+    kit::produce_with_headers(
+        &s.retry,
+        &order.order_id,
+        &order.encode().unwrap(),
+        &[(orderflow_core::headers::REPROCESS, "true")],
+    )
+    .await;
+    assert!(
+        kit::eventually(Duration::from_secs(60), || async {
+            kit::committed_offset(&s.group, &s.retry, 0).await == Some(1)
+        })
+        .await
+    );
+    service.stop().await.unwrap();
+    let (orders, gross): (i64, i64) =
+        sqlx::query_as("SELECT sum(orders)::int8, sum(gross_minor)::int8 FROM monthly_sales")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (orders, gross),
+        (2, 2 * order.totals.total_minor),
+        "counted again, as asked"
+    );
+    let recent: i64 = sqlx::query_scalar("SELECT count(*) FROM recent_sales")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(recent, 1, "one recent sale per event");
+    assert!(kit::read_topic(&s.dlq, 1, Duration::from_secs(2))
+        .await
+        .is_empty());
 }

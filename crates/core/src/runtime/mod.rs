@@ -1,11 +1,14 @@
 //! The consumer runtime, written once for every consumer service: a consumer group on one topic,
 //! at-least-once delivery (an offset is committed only after its handler finished), per-key order
-//! with bounded concurrency, retries with backoff for retryable failures, dead letters for the
-//! rest, cooperative-sticky rebalancing and graceful shutdown.
+//! with bounded concurrency, retries with backoff for retryable failures, then non-blocking
+//! retries through the group's retry topic, dead letters for the rest, cooperative-sticky
+//! rebalancing and graceful shutdown.
 
 mod dead_letter;
 mod keyed;
 mod offsets;
+mod republish;
+mod retry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 pub use crate::headers::{
@@ -30,8 +33,10 @@ use crate::config::{self, ConfigError, KafkaConfig, Source};
 use crate::kafka;
 use crate::telemetry::{self, HeaderPairs};
 use dead_letter::DeadLetters;
-use keyed::KeyedScheduler;
+use keyed::{Job, KeyedScheduler};
 use offsets::{OffsetTracker, Partition};
+use republish::Republisher;
+use retry::{History, Retries};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -42,7 +47,8 @@ pub trait Event: Sized + Send + Sync + 'static {
     fn event_id(&self) -> &str;
 }
 
-/// Where an event came from.
+/// Where an event came from: the message actually read, which is on the group's retry topic
+/// when the event is retried, redriven or replayed.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub group: String,
@@ -51,6 +57,13 @@ pub struct Delivery {
     pub offset: i64,
     pub key: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// An operator asked the group to process the event again even if it did already
+    /// (`x-orderflow-reprocess: true` on a retry-topic message): the idempotency store lets it
+    /// through, and the handler's own effect keys decide what is redone.
+    pub reprocess: bool,
+    /// Attempts the group made on the event before this delivery (earlier rounds, or the
+    /// attempts of a redriven dead letter).
+    pub prior_attempts: u32,
 }
 
 /// How a handler failed, which decides what the runtime does next.
@@ -138,17 +151,29 @@ pub struct ConsumerSettings {
     pub group_id: String,
     pub topic: String,
     pub dead_letter_topic: String,
+    /// `<topic>.<group>.retry`: where events out of in-process attempts wait for another round,
+    /// and where operators redrive and replay events into this group.
+    pub retry_topic: String,
     /// Handlers running at once (over different keys).
     pub concurrency: usize,
-    /// Messages received and not finished; reading pauses at this bound.
+    /// Messages received and not finished; reading pauses at this bound. Retry-topic messages
+    /// waiting for their time are held against a second bound of the same size, so a full delay
+    /// queue does not stop the source topic.
     pub max_in_flight: usize,
     pub retry_min_delay: Duration,
     pub retry_max_delay: Duration,
     /// The longest a peer's `Retry-After` is honoured before the next attempt; a longer hint is
     /// cut to this, so one slow peer cannot hold a key (and its partition's commits) for long.
     pub retry_after_max: Duration,
-    /// Attempts of a retryable failure before the event is dead-lettered.
+    /// Attempts of a retryable failure in one delivery before the event is parked on the retry
+    /// topic (or dead-lettered when its rounds are used up).
     pub retry_max_attempts: usize,
+    /// Rounds an event may spend on the retry topic before it is dead-lettered; 0 dead-letters
+    /// it once the in-process attempts are used up.
+    pub retry_rounds: usize,
+    /// How long an event waits on the retry topic in its first round; each later round waits
+    /// twice as long as the one before, up to an hour.
+    pub retry_topic_delay: Duration,
     pub commit_interval: Duration,
     /// How long a revocation or a shutdown waits for running handlers.
     pub drain_timeout: Duration,
@@ -161,6 +186,7 @@ impl ConsumerSettings {
         let topic = topic.into();
         Self {
             dead_letter_topic: crate::topics::dead_letter_topic(&topic, &group_id),
+            retry_topic: crate::topics::retry_topic(&topic, &group_id),
             group_id,
             topic,
             concurrency: 32,
@@ -169,6 +195,8 @@ impl ConsumerSettings {
             retry_max_delay: Duration::from_secs(10),
             retry_after_max: Duration::from_secs(60),
             retry_max_attempts: 8,
+            retry_rounds: 3,
+            retry_topic_delay: Duration::from_secs(30),
             commit_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
@@ -178,9 +206,10 @@ impl ConsumerSettings {
     /// Defaults overridden by `ORDERFLOW_CONSUMER_GROUP`, `ORDERFLOW_CONSUMER_TOPIC`,
     /// `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
     /// `ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS`, `ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS`,
-    /// `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS`, `ORDERFLOW_CONSUMER_RETRY_AFTER_MAX_MS` and
+    /// `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS`, `ORDERFLOW_CONSUMER_RETRY_AFTER_MAX_MS`,
+    /// `ORDERFLOW_CONSUMER_RETRY_ROUNDS`, `ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS` and
     /// `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS`.
-    /// The dead-letter topic follows the group and topic in force.
+    /// The dead-letter and retry topics follow the group and topic in force.
     pub fn from_source(
         src: &impl Source,
         group_id: impl Into<String>,
@@ -214,6 +243,14 @@ impl ConsumerSettings {
             src,
             "ORDERFLOW_CONSUMER_RETRY_AFTER_MAX_MS",
             s.retry_after_max,
+        )?;
+        if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_RETRY_ROUNDS")? {
+            s.retry_rounds = n;
+        }
+        s.retry_topic_delay = config::millis(
+            src,
+            "ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS",
+            s.retry_topic_delay,
         )?;
         s.drain_timeout =
             config::millis(src, "ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS", s.drain_timeout)?;
@@ -260,7 +297,11 @@ impl ConsumerContext for RebalanceContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
-            let partitions: Vec<i32> = assigned.elements().iter().map(|e| e.partition()).collect();
+            let partitions: Vec<Partition> = assigned
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
             tracing::info!(?partitions, "partitions assigned");
         }
     }
@@ -297,10 +338,12 @@ struct Shared<H: Handler> {
     settings: ConsumerSettings,
     tracker: Arc<OffsetTracker>,
     dead_letters: DeadLetters,
+    retries: Retries,
 }
 
-/// Runs `handler` over `settings.topic` until `shutdown` completes, then finishes the work in
-/// flight, commits and leaves the group.
+/// Runs `handler` over `settings.topic` and the group's retry topic until `shutdown` completes,
+/// then finishes the work in flight, commits and leaves the group. Refuses to start when the
+/// topic, its dead-letter topic or its retry topic does not exist.
 pub async fn run<H: Handler>(
     kafka: &KafkaConfig,
     settings: ConsumerSettings,
@@ -321,24 +364,44 @@ pub async fn run<H: Handler>(
             tracker: Arc::clone(&tracker),
             drain_timeout: settings.drain_timeout,
         })?;
-    for topic in [&settings.topic, &settings.dead_letter_topic] {
+    for topic in [
+        &settings.topic,
+        &settings.dead_letter_topic,
+        &settings.retry_topic,
+    ] {
         ensure_exists(&consumer, topic)?;
     }
+    let republisher = Arc::new(Republisher {
+        producer: kafka::idempotent_producer(kafka, Duration::from_secs(30))?,
+    });
     let shared = Arc::new(Shared {
         dead_letters: DeadLetters {
-            producer: kafka::idempotent_producer(kafka, Duration::from_secs(30))?,
+            republisher: Arc::clone(&republisher),
             topic: settings.dead_letter_topic.clone(),
             group: settings.group_id.clone(),
+        },
+        retries: Retries {
+            republisher,
+            topic: settings.retry_topic.clone(),
+            rounds: settings.retry_rounds,
+            first_delay: settings.retry_topic_delay,
         },
         tracker: Arc::clone(&tracker),
         handler,
         settings,
     });
-    consumer.subscribe(&[&shared.settings.topic])?;
-    tracing::info!(group = %shared.settings.group_id, topic = %shared.settings.topic, "consumer started");
+    consumer.subscribe(&[&shared.settings.topic, &shared.settings.retry_topic])?;
+    tracing::info!(
+        group = %shared.settings.group_id,
+        topic = %shared.settings.topic,
+        retry_topic = %shared.settings.retry_topic,
+        "consumer started"
+    );
 
     let scheduler = KeyedScheduler::new(shared.settings.concurrency);
     let capacity = Arc::new(Semaphore::new(shared.settings.max_in_flight.max(1)));
+    let waiting = Arc::new(Semaphore::new(shared.settings.max_in_flight.max(1)));
+    let (stop_waiting, stopping) = watch::channel(false);
     let mut commit_tick = tokio::time::interval(shared.settings.commit_interval);
     tokio::pin!(shutdown);
     'consume: loop {
@@ -372,24 +435,47 @@ pub async fn run<H: Handler>(
         let partition = (message.topic().to_string(), message.partition());
         let generation = tracker.received(&partition, message.offset());
         // Keyless messages keep their partition's order.
-        let key = message
-            .key()
-            .map(<[u8]>::to_vec)
-            .unwrap_or_else(|| format!("\0partition-{}", message.partition()).into_bytes());
+        let key = message.key().map(<[u8]>::to_vec).unwrap_or_else(|| {
+            format!("\0{}\0{}", message.topic(), message.partition()).into_bytes()
+        });
+        let history = History::of(&message, &shared.settings.retry_topic);
+        // A retry-topic message waits for its time in its key's queue without taking a handler
+        // slot: later work of the same key waits behind it, other keys go on. Its partition's
+        // committed position cannot pass it, so a restart reads again what followed it (which
+        // idempotency absorbs). That costs little because the retry topic is a delay queue: the
+        // runtime appends events due at now plus their round's delay, so what follows a waiting
+        // message is mostly due no sooner than it.
+        let ready = history.due().map(|due| -> keyed::Task<bool> {
+            Box::pin(retry::wait_until(
+                due,
+                stopping.clone(),
+                Arc::clone(&tracker),
+                partition.clone(),
+                generation,
+                message.offset(),
+            ))
+        });
+        // While there is room, a waiting message holds a place of the waiting bound instead of
+        // one the source topic needs.
+        let permit = if ready.is_some() {
+            Arc::clone(&waiting).try_acquire_owned().unwrap_or(permit)
+        } else {
+            permit
+        };
         let shared = Arc::clone(&shared);
-        scheduler.submit(
-            key,
-            Box::pin(async move {
-                if shared.tracker.start(&partition, generation) {
-                    process(&shared, &message).await;
-                    shared
-                        .tracker
-                        .finish(&partition, generation, message.offset());
-                }
-                drop(permit);
-            }),
-        );
+        let work = Box::pin(async move {
+            if shared.tracker.start(&partition, generation) {
+                process(&shared, &message, &history).await;
+                shared
+                    .tracker
+                    .finish(&partition, generation, message.offset());
+            }
+            drop(permit);
+        });
+        scheduler.submit(key, Job { ready, work });
     }
+    // Retries waiting for their time give up now: they stay uncommitted, for the next run.
+    stop_waiting.send_replace(true);
 
     tracing::info!(in_flight = tracker.in_flight(), "draining before shutdown");
     let deadline = tokio::time::Instant::now() + shared.settings.drain_timeout;
@@ -430,8 +516,10 @@ fn commit_progress<C: Consumer<X>, X: ConsumerContext>(
     }
 }
 
-/// Decodes and handles one message; whatever cannot be handled goes to the dead letters.
-async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage) {
+/// Decodes and handles one message. An event still failing retryably after its in-process
+/// attempts is parked on the retry topic while it has rounds left; whatever else cannot be
+/// handled goes to the dead letters.
+async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history: &History) {
     let delivery = Delivery {
         group: shared.settings.group_id.clone(),
         topic: message.topic().to_string(),
@@ -441,6 +529,8 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage) {
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned()),
         headers: kafka::header_pairs(message),
+        reprocess: history.reprocess,
+        prior_attempts: history.prior_attempts,
     };
     let span = tracing::info_span!(
         "consume",
@@ -452,12 +542,14 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage) {
         messaging.kafka.offset = delivery.offset,
         messaging.kafka.message.key = delivery.key.as_deref().unwrap_or(""),
         event_id = tracing::field::Empty,
+        retry_round = history.round,
+        reprocess = history.reprocess,
     );
     telemetry::set_parent_from(&span, &HeaderPairs(&delivery.headers));
     async {
         let outcome = match message.payload().map(H::Event::decode) {
-            None => Err(("poison: empty payload".to_string(), 0)),
-            Some(Err(e)) => Err((format!("poison: {e}"), 0)),
+            None => Err(Failure::Poison("poison: empty payload".to_string())),
+            Some(Err(e)) => Err(Failure::Poison(format!("poison: {e}"))),
             Some(Ok(event)) => {
                 tracing::Span::current().record("event_id", event.event_id());
                 handle_with_retries(shared, &event, &delivery).await
@@ -465,10 +557,19 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage) {
         };
         match outcome {
             Ok(()) => tracing::debug!("handled"),
-            Err((reason, attempts)) => {
+            Err(Failure::Handler {
+                error: e @ HandlerError::Retryable { .. },
+                attempts,
+            }) if shared.retries.parks(history) => {
+                shared
+                    .retries
+                    .park(message, history, &e.to_string(), attempts)
+                    .await;
+            }
+            Err(failure) => {
                 shared
                     .dead_letters
-                    .publish(message, &reason, attempts)
+                    .publish(message, history, &failure.reason(), failure.attempts())
                     .await;
             }
         }
@@ -477,13 +578,41 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage) {
     .await;
 }
 
+/// Why a delivery of an event failed.
+enum Failure {
+    /// The message is not an event.
+    Poison(String),
+    /// The handler's last error, after `attempts` attempts.
+    Handler { error: HandlerError, attempts: u32 },
+}
+
+impl Failure {
+    fn attempts(&self) -> u32 {
+        match self {
+            Self::Poison(_) => 0,
+            Self::Handler { attempts, .. } => *attempts,
+        }
+    }
+
+    /// The dead letter's reason.
+    fn reason(&self) -> String {
+        match self {
+            Self::Poison(reason) => reason.clone(),
+            Self::Handler {
+                error: e @ HandlerError::Retryable { .. },
+                ..
+            } => format!("retries exhausted: {e}"),
+            Self::Handler { error, .. } => error.to_string(),
+        }
+    }
+}
+
 /// Runs the handler, retrying retryable failures with exponential backoff and jitter.
-/// Returns the dead-letter reason and the number of attempts on failure.
 async fn handle_with_retries<H: Handler>(
     shared: &Shared<H>,
     event: &H::Event,
     delivery: &Delivery,
-) -> Result<(), (String, u32)> {
+) -> Result<(), Failure> {
     let s = &shared.settings;
     let mut attempts = 0u32;
     let result = (|| {
@@ -501,13 +630,7 @@ async fn handle_with_retries<H: Handler>(
     .adjust(|e, backoff| honour_retry_after(e, backoff, s.retry_after_max))
     .notify(|e, wait| tracing::warn!(error = %e, ?wait, "handler failed; retrying"))
     .await;
-    result.map_err(|e| {
-        let reason = match &e {
-            HandlerError::Retryable { .. } => format!("retries exhausted: {e}"),
-            HandlerError::Permanent(_) => e.to_string(),
-        };
-        (reason, attempts)
-    })
+    result.map_err(|error| Failure::Handler { error, attempts })
 }
 
 /// The wait before the next attempt: the backoff, or the peer's `Retry-After` when that is longer
@@ -539,6 +662,30 @@ fn honour_retry_after(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_topic_and_rounds_follow_the_environment() {
+        let unset: [(&str, &str); 0] = [];
+        let defaults = ConsumerSettings::from_source(&unset, "billing", "orders.placed").unwrap();
+        assert_eq!(defaults.retry_topic, "orders.placed.billing.retry");
+        assert_eq!(defaults.retry_rounds, 3);
+        assert_eq!(defaults.retry_topic_delay, Duration::from_secs(30));
+        let s = ConsumerSettings::from_source(
+            &[
+                ("ORDERFLOW_CONSUMER_GROUP", "billing-2"),
+                ("ORDERFLOW_CONSUMER_TOPIC", "orders.replayed"),
+                ("ORDERFLOW_CONSUMER_RETRY_ROUNDS", "0"),
+                ("ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS", "1500"),
+            ],
+            "billing",
+            "orders.placed",
+        )
+        .unwrap();
+        assert_eq!(s.retry_topic, "orders.replayed.billing-2.retry");
+        assert_eq!(s.dead_letter_topic, "orders.replayed.billing-2.dlq");
+        assert_eq!(s.retry_rounds, 0);
+        assert_eq!(s.retry_topic_delay, Duration::from_millis(1500));
+    }
 
     #[test]
     fn a_retry_after_longer_than_the_backoff_is_waited_out_up_to_its_cap() {

@@ -1,11 +1,14 @@
 //! Which offsets may be committed. Messages of a partition finish out of order (different keys run
 //! concurrently), so the committable position is the lowest offset still in flight, or one past
-//! the highest offset seen when nothing is. Committing it never skips unfinished work.
+//! the highest offset seen when nothing is. Committing it never skips unfinished work, nor work
+//! given up at shutdown.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 pub(crate) type Partition = (String, i32);
 
@@ -16,11 +19,14 @@ struct PartitionState {
     running: usize,
     next: i64,
     committed: i64,
+    /// The lowest offset given up unfinished (`abandon`): the position never passes it.
+    abandoned: Option<i64>,
 }
 
 impl PartitionState {
     fn position(&self) -> i64 {
-        self.in_flight.first().copied().unwrap_or(self.next)
+        let position = self.in_flight.first().copied().unwrap_or(self.next);
+        self.abandoned.map_or(position, |a| position.min(a))
     }
 }
 
@@ -28,6 +34,9 @@ impl PartitionState {
 pub(crate) struct OffsetTracker {
     partitions: Mutex<HashMap<Partition, PartitionState>>,
     generations: AtomicU64,
+    /// Woken on every revocation, for work waiting outside `running` (a retry waiting for its
+    /// time) to notice that its partition is gone.
+    pub revocations: Notify,
 }
 
 impl OffsetTracker {
@@ -42,10 +51,29 @@ impl OffsetTracker {
                 running: 0,
                 next: offset,
                 committed: -1,
+                abandoned: None,
             });
         state.in_flight.insert(offset);
         state.next = state.next.max(offset + 1);
         state.generation
+    }
+
+    /// Whether the partition is still owned as it was when `generation` was handed out.
+    pub fn is_current(&self, partition: &Partition, generation: u64) -> bool {
+        let map = self.partitions.lock().expect("offset tracker lock");
+        map.get(partition)
+            .is_some_and(|state| state.generation == generation)
+    }
+
+    /// Gives up received work that will not run (a shutdown cut its wait short): it no longer
+    /// counts as in flight, and the position stays at or before it, so it is redelivered.
+    pub fn abandon(&self, partition: &Partition, generation: u64, offset: i64) {
+        let mut map = self.partitions.lock().expect("offset tracker lock");
+        if let Some(state) = map.get_mut(partition) {
+            if state.generation == generation && state.in_flight.remove(&offset) {
+                state.abandoned = Some(state.abandoned.map_or(offset, |a| a.min(offset)));
+            }
+        }
     }
 
     /// Marks work as started; false when the partition was revoked since it was received, and
@@ -110,11 +138,15 @@ impl OffsetTracker {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let mut map = self.partitions.lock().expect("offset tracker lock");
-        partitions
-            .iter()
-            .filter_map(|p| map.remove(p).map(|s| (p.clone(), s.position())))
-            .collect()
+        let positions = {
+            let mut map = self.partitions.lock().expect("offset tracker lock");
+            partitions
+                .iter()
+                .filter_map(|p| map.remove(p).map(|s| (p.clone(), s.position())))
+                .collect()
+        };
+        self.revocations.notify_waiters();
+        positions
     }
 
     /// Number of received messages not finished yet, over all partitions.
@@ -167,5 +199,23 @@ mod tests {
         let g2 = t.received(&p(1), 6);
         assert_ne!(g, g2);
         assert!(t.start(&p(1), g2));
+    }
+
+    #[test]
+    fn abandoned_work_is_no_longer_in_flight_but_is_never_committed_past() {
+        let t = OffsetTracker::default();
+        let g = t.received(&p(2), 20);
+        t.received(&p(2), 21);
+        t.received(&p(2), 22);
+        assert!(t.is_current(&p(2), g));
+        t.abandon(&p(2), g, 21);
+        assert!(t.start(&p(2), g));
+        t.finish(&p(2), g, 20);
+        assert!(t.start(&p(2), g));
+        t.finish(&p(2), g, 22);
+        assert_eq!(t.in_flight(), 0, "a shutdown does not wait for it");
+        assert_eq!(t.uncommitted(), vec![(p(2), 21)], "it is redelivered");
+        t.revoke(&[p(2)], Duration::ZERO);
+        assert!(!t.is_current(&p(2), g));
     }
 }

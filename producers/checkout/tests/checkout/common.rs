@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 pub struct TestApp {
     pub checkout: Checkout,
+    pub settings: Settings,
     pub url: String,
     pub pool: PgPool,
     pub payments: PaymentSim,
@@ -44,10 +45,13 @@ pub async fn spawn_app_with(kafka: KafkaConfig, topic: String) -> TestApp {
         topic: topic.clone(),
         delivery_timeout: Duration::from_secs(3),
     };
-    let checkout = checkout::start(settings, pool.clone()).await.unwrap();
+    let checkout = checkout::start(settings.clone(), pool.clone())
+        .await
+        .unwrap();
     TestApp {
         url: format!("http://{}", checkout.addr),
         checkout,
+        settings,
         pool,
         payments,
         topic,

@@ -3,3 +3,4 @@
 mod api;
 mod common;
 mod kafka_outage;
+mod relay;

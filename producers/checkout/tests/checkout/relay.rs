@@ -1,0 +1,90 @@
+//! A relay taking over after an interruption does not publish again what Kafka already has:
+//! the rows a previous relay sent just before it died, with their "published" mark lost.
+
+use std::time::Duration;
+
+use checkout::relay::OUTBOX_ID;
+use orderflow_testkit::{eventually, header, read_topic, unique};
+use sqlx::PgPool;
+
+use crate::common::{expected_total, order_request, spawn_app, TestApp};
+
+/// Waits until `n` outbox rows are marked published.
+async fn published(pool: &PgPool, n: i64) -> bool {
+    eventually(Duration::from_secs(30), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            == n
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_kafka_already_has_are_not_published_again_after_a_takeover() {
+    let app = spawn_app().await;
+    let run = unique("relay");
+    for n in 0..4 {
+        let response = app.place_paid(&order_request(&format!("{run}-{n}"))).await;
+        assert_eq!(response.status(), 201);
+    }
+    assert!(app.wait_published(4).await);
+    let TestApp {
+        checkout,
+        settings,
+        pool,
+        payments,
+        topic,
+        http,
+        ..
+    } = app;
+    checkout.stop().await;
+
+    // What a relay that died between Kafka's acknowledgement and its UPDATE leaves behind: two
+    // rows on the topic but still pending in the outbox.
+    let lost: Vec<i64> = sqlx::query_scalar(
+        "UPDATE outbox SET published_at = NULL
+         WHERE id IN (SELECT id FROM outbox ORDER BY id DESC LIMIT 2) RETURNING id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(lost.len(), 2);
+
+    let restarted = checkout::start(settings, pool.clone()).await.unwrap();
+    assert!(
+        published(&pool, 4).await,
+        "the two rows are marked published"
+    );
+    // The new relay goes on publishing new orders.
+    let late = order_request(&format!("{run}-late"));
+    payments.set_payment(
+        late["payment"]["reference"].as_str().unwrap(),
+        "succeeded",
+        expected_total(&late),
+        "EUR",
+    );
+    let response = http
+        .post(format!("http://{}/v1/orders", restarted.addr))
+        .json(&late)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert!(published(&pool, 5).await, "every row is marked published");
+
+    let published = read_topic(&topic, 6, Duration::from_secs(5)).await;
+    let mut rows: Vec<String> = published
+        .iter()
+        .map(|m| header(m, OUTBOX_ID).expect("each message names its outbox row"))
+        .collect();
+    rows.sort();
+    rows.dedup();
+    assert_eq!(
+        (published.len(), rows.len()),
+        (5, 5),
+        "five orders, each on the topic once"
+    );
+    restarted.stop().await;
+}

@@ -1,0 +1,351 @@
+//! The whole pipeline as real processes on the suite's servers: checkout and every consumer
+//! service (with the mailer) run as their own binaries, each on topics, a consumer group, a
+//! database schema, a queue and an archive folder of this run, so a scenario can `kill -9` any of
+//! them and start it again. The third parties (payment, supplier, SMTP) are the simulators,
+//! in this process, so a scenario can make them misbehave and read what they received.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orderflow_core::config::KafkaConfig;
+use orderflow_core::kafka::{ensure_topics, TopicSpec};
+use orderflow_core::topics::{dead_letter_topic, retry_topic};
+use orderflow_simulators::payment::PaymentSim;
+use orderflow_simulators::smtp::SmtpSink;
+use orderflow_simulators::supplier::SupplierSim;
+
+use crate::infra::Infra;
+use crate::load::Storefront;
+use crate::process::{free_port, wait_for_port, Launch, Process};
+
+/// The consumer services of orders.placed, which are also their consumer groups' base names.
+pub const CONSUMERS: [&str; 5] = [
+    "supplier-dispatch",
+    "notifications",
+    "accounting",
+    "sales-reporting",
+    "product-analytics",
+];
+
+/// Every service binary of the pipeline; the mailer belongs to notifications.
+pub const SERVICES: [&str; 7] = [
+    "checkout",
+    "supplier-dispatch",
+    "notifications",
+    "mailer",
+    "accounting",
+    "sales-reporting",
+    "product-analytics",
+];
+
+const PARTITIONS: i32 = 6;
+
+/// A running pipeline of one scenario.
+pub struct Pipeline {
+    pub run: String,
+    pub orders_topic: String,
+    pub payments: PaymentSim,
+    pub supplier: SupplierSim,
+    pub smtp: SmtpSink,
+    pub checkout_url: String,
+    pub reporting_url: String,
+    pub archive_dir: PathBuf,
+    pub kafka: KafkaConfig,
+    pub database_url: String,
+    log_dir: PathBuf,
+    /// Orders checkout accepted so far, counted by every storefront of this pipeline.
+    accepted: Arc<AtomicUsize>,
+    /// The environment every service starts from.
+    base: Vec<(String, String)>,
+    services: BTreeMap<&'static str, Process>,
+    extras: Vec<Process>,
+}
+
+impl Pipeline {
+    /// Creates the run's topics and starts the simulators and every service; returns once
+    /// checkout and the report API answer.
+    pub async fn start(infra: &Infra, scenario: &str) -> Self {
+        let run = format!(
+            "{}_{}",
+            scenario.replace('-', "_"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let kafka = infra.kafka_config();
+        let orders_topic = format!("faults.{run}.orders");
+        let dispatched_topic = format!("faults.{run}.dispatched");
+        let mut topics = vec![
+            spec(&orders_topic, PARTITIONS),
+            spec(&dispatched_topic, PARTITIONS),
+        ];
+        for service in CONSUMERS {
+            let group = group_of(service, &run);
+            topics.push(spec(&dead_letter_topic(&orders_topic, &group), PARTITIONS));
+            topics.push(spec(&retry_topic(&orders_topic, &group), PARTITIONS));
+        }
+        ensure_topics(&kafka, &topics)
+            .await
+            .expect("creating the run's topics");
+
+        let payments = PaymentSim::spawn(loopback()).await.expect("payment sim");
+        let supplier = SupplierSim::spawn(loopback()).await.expect("supplier sim");
+        let smtp = SmtpSink::spawn(loopback()).await.expect("smtp sink");
+        let smtp_http = smtp.serve_http(loopback()).await.expect("smtp sink API");
+        let log_dir = infra.dir.join(&run);
+        let archive_dir = log_dir.join("archive");
+        let (checkout_port, reporting_port) = (free_port(), free_port());
+        let base: Vec<(String, String)> = [
+            ("ORDERFLOW_KAFKA_BROKERS", infra.brokers()),
+            ("ORDERFLOW_DATABASE_URL", infra.database_url()),
+            ("ORDERFLOW_AMQP_URL", infra.amqp_url()),
+            ("ORDERFLOW_CONSUMER_TOPIC", orders_topic.clone()),
+            ("ORDERFLOW_ORDERS_TOPIC", orders_topic.clone()),
+            ("ORDERFLOW_DISPATCHED_TOPIC", dispatched_topic),
+            // Quick in-process retries, then the retry topic: an outage of a minute or more
+            // is outlasted without a dead letter.
+            ("ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS", "100".into()),
+            ("ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS", "2000".into()),
+            ("ORDERFLOW_CONSUMER_RETRY_ROUNDS", "5".into()),
+            ("ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS", "5000".into()),
+            ("ORDERFLOW_PAYMENT_API_URL", payments.url()),
+            ("ORDERFLOW_SUPPLIER_API_URL", supplier.url()),
+            ("ORDERFLOW_SUPPLIER_TIMEOUT_MS", "1000".into()),
+            ("ORDERFLOW_SMTP_URL", smtp.url()),
+            (
+                "ORDERFLOW_MAIL_LOOKUP_URL",
+                format!("http://{smtp_http}/messages"),
+            ),
+            ("ORDERFLOW_EMAIL_QUEUE", format!("orderflow.emails.{run}")),
+            (
+                "ORDERFLOW_CHECKOUT_LISTEN",
+                format!("127.0.0.1:{checkout_port}"),
+            ),
+            (
+                "ORDERFLOW_REPORTING_LISTEN",
+                format!("127.0.0.1:{reporting_port}"),
+            ),
+            (
+                "ORDERFLOW_ANALYTICS_ARCHIVE_URL",
+                archive_dir.to_string_lossy().into_owned(),
+            ),
+            ("ORDERFLOW_ANALYTICS_FLUSH_INTERVAL_MS", "500".into()),
+            ("RUST_LOG", "info".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+
+        let mut pipeline = Self {
+            run,
+            orders_topic,
+            payments,
+            supplier,
+            smtp,
+            checkout_url: format!("http://127.0.0.1:{checkout_port}"),
+            reporting_url: format!("http://127.0.0.1:{reporting_port}"),
+            archive_dir,
+            kafka,
+            database_url: infra.database_url(),
+            log_dir,
+            base,
+            accepted: Default::default(),
+            services: BTreeMap::new(),
+            extras: Vec::new(),
+        };
+        for service in SERVICES {
+            let launch = pipeline.launch(service, 0);
+            pipeline
+                .services
+                .insert(service, Process::spawn(service, launch));
+        }
+        for port in [checkout_port, reporting_port] {
+            assert!(
+                wait_for_port(port, Duration::from_secs(60)).await,
+                "checkout or sales-reporting did not start; logs in {}",
+                pipeline.log_dir.display()
+            );
+        }
+        pipeline
+    }
+
+    /// How `service` is started: its binary, and the base environment with its own group,
+    /// schema and (for a second instance) its own listening port.
+    fn launch(&self, service: &str, instance: usize) -> Launch {
+        let mut env = self.base.clone();
+        let mut set = |k: &str, v: String| {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v));
+        };
+        let owner = if service == "mailer" {
+            "notifications"
+        } else {
+            service
+        };
+        if service == "checkout" {
+            set(
+                "ORDERFLOW_DATABASE_SCHEMA",
+                format!("checkout_{}", self.run),
+            );
+        } else {
+            set("ORDERFLOW_CONSUMER_GROUP", self.group(owner));
+            set("ORDERFLOW_DATABASE_SCHEMA", self.schema(owner));
+        }
+        if instance > 0 {
+            set(
+                "ORDERFLOW_REPORTING_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            );
+        }
+        Launch {
+            program: binary(service),
+            args: Vec::new(),
+            env,
+            log: self.log_dir.join(format!("{service}-{instance}.log")),
+        }
+    }
+
+    /// The consumer group of a consumer service in this run.
+    pub fn group(&self, service: &str) -> String {
+        group_of(service, &self.run)
+    }
+
+    /// The database schema of a service (a consumer service, or `checkout`) in this run.
+    pub fn schema(&self, service: &str) -> String {
+        if service == "checkout" {
+            format!("checkout_{}", self.run)
+        } else {
+            self.group(service).replace('-', "_")
+        }
+    }
+
+    /// A pool on one service's schema.
+    pub async fn database_of(&self, service: &str) -> Result<sqlx::PgPool, sqlx::Error> {
+        orderflow_core::db::DatabaseConfig {
+            url: self.database_url.clone(),
+            schema: self.schema(service),
+            max_connections: 2,
+        }
+        .connect()
+        .await
+    }
+
+    /// A storefront placing orders through this pipeline's checkout.
+    pub fn storefront(&self) -> Storefront {
+        Storefront {
+            run: self.run.clone(),
+            checkout_url: self.checkout_url.clone(),
+            payments: self.payments.clone(),
+            accepted: Arc::clone(&self.accepted),
+        }
+    }
+
+    /// `kill -9` of one service.
+    pub fn kill(&mut self, service: &str) {
+        self.process(service).kill();
+    }
+
+    /// Stops one service gracefully (SIGTERM); returns whether it exited cleanly.
+    pub fn stop_service(&mut self, service: &str) -> bool {
+        self.process(service).terminate(Duration::from_secs(60))
+    }
+
+    /// Starts a killed or stopped service again.
+    pub fn restart(&mut self, service: &str) {
+        self.process(service).start();
+    }
+
+    /// Starts a second instance of each consumer service (a new member joins each group).
+    pub fn join_second_instances(&mut self) {
+        for service in CONSUMERS {
+            let launch = self.launch(service, 1);
+            self.extras.push(Process::spawn(service, launch));
+        }
+    }
+
+    /// Stops the second instances gracefully (they leave their groups); returns those that did
+    /// not exit cleanly.
+    pub fn leave_second_instances(&mut self) -> Vec<String> {
+        self.extras
+            .drain(..)
+            .filter_map(|mut p| {
+                (!p.terminate(Duration::from_secs(60))).then(|| format!("{} (second)", p.name))
+            })
+            .collect()
+    }
+
+    /// Services that exited on their own, with their status: a crash is a finding.
+    pub fn exited(&mut self) -> Vec<String> {
+        self.services
+            .values_mut()
+            .chain(self.extras.iter_mut())
+            .filter_map(|p| {
+                let status = p.exited()?;
+                Some(format!(
+                    "{} exited ({status}), see {}",
+                    p.name,
+                    p.log().display()
+                ))
+            })
+            .collect()
+    }
+
+    /// Stops every service gracefully; returns those that did not exit cleanly.
+    pub fn stop(mut self) -> Vec<String> {
+        let mut unclean = self.leave_second_instances();
+        for (name, p) in self.services.iter_mut() {
+            if !p.terminate(Duration::from_secs(60)) {
+                unclean.push(format!(
+                    "{name} did not stop cleanly, see {}",
+                    p.log().display()
+                ));
+            }
+        }
+        unclean
+    }
+
+    fn process(&mut self, service: &str) -> &mut Process {
+        self.services
+            .get_mut(service)
+            .unwrap_or_else(|| panic!("no service {service}"))
+    }
+
+    pub fn log_dir(&self) -> &PathBuf {
+        &self.log_dir
+    }
+}
+
+fn group_of(service: &str, run: &str) -> String {
+    format!("{service}-{run}")
+}
+
+fn spec(name: &str, partitions: i32) -> TopicSpec {
+    TopicSpec {
+        name: name.to_string(),
+        partitions,
+        retention_ms: 86_400_000,
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A service binary in the target folder this suite was built into (`target/debug`).
+fn binary(service: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the suite's own path");
+    // target/debug/deps/faults-<hash> -> target/debug
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target folder");
+    let path = dir.join(service);
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first (cargo build --bins), or run scripts/faults.sh",
+        path.display()
+    );
+    path
+}
