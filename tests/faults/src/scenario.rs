@@ -226,6 +226,10 @@ pub async fn run(infra: &mut Infra, scenario: Scenario, orders: usize) -> Outcom
         }
         violations.extend(settle(&pipeline, &expected).await);
     }
+    if matches!(scenario.fault, Fault::BadEvents) && violations.is_empty() {
+        violations.extend(redrive_dead_letters(&pipeline, &expected).await);
+        violations.extend(settle(&pipeline, &expected).await);
+    }
     violations.extend(pipeline.exited());
     let events = read_all(&pipeline.kafka, &pipeline.orders_topic)
         .await
@@ -286,6 +290,87 @@ async fn replay_last_hour(pipeline: &mut Pipeline) -> Result<usize, String> {
     let rewound = rewound.map_err(|e| format!("rewind: {e}"))?;
     caught_up(&cluster, pipeline, &accounting).await?;
     Ok(copies as usize + rewound.records as usize)
+}
+
+/// Redrives every dead letter of accounting with `orderflowctl dlq redrive --all`, as an operator
+/// would once a fault is fixed. The bad events fail again, so each must come back to the dead
+/// letters, with the same origin and, for those the handler saw, one attempt more.
+async fn redrive_dead_letters(pipeline: &Pipeline, expected: &Expected) -> Vec<String> {
+    use orderflow_core::headers::{ATTEMPTS, ORIGIN_TOPIC};
+    use orderflowctl::dlq::{redrive, RedriveRequest, Selection};
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    let cluster = match orderflowctl::Cluster::new(pipeline.kafka.clone()) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("redrive: {e}")],
+    };
+    let group = pipeline.group("accounting");
+    let request = RedriveRequest {
+        topic: pipeline.orders_topic.clone(),
+        group: group.clone(),
+        selection: Selection::All,
+        dry_run: false,
+    };
+    match redrive(&cluster, &request).await {
+        Ok(report) if report.count == expected.bad.len() => {}
+        Ok(report) => {
+            return vec![format!(
+                "redrive: {} dead letters redriven, expected {}",
+                report.count,
+                expected.bad.len()
+            )]
+        }
+        Err(e) => return vec![format!("redrive: {e}")],
+    }
+    let dlq = orderflow_core::topics::dead_letter_topic(&pipeline.orders_topic, &group);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dead = loop {
+        let dead = read_all(&pipeline.kafka, &dlq).await.unwrap_or_default();
+        if dead.len() >= 2 * expected.bad.len() || Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let header = |m: &rdkafka::message::OwnedMessage, name: &str| {
+        m.headers()
+            .and_then(|h| h.iter().find(|h| h.key == name))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let mut v = Vec::new();
+    for bad in &expected.bad {
+        let mine: Vec<_> = dead
+            .iter()
+            .filter(|m| m.key() == Some(bad.key.as_bytes()))
+            .collect();
+        let [first, again] = mine.as_slice() else {
+            v.push(format!(
+                "redrive: {} ({}) is {} times in the dead letters, expected twice",
+                bad.key,
+                bad.kind,
+                mine.len()
+            ));
+            continue;
+        };
+        let attempts = |m| header(m, ATTEMPTS).parse::<u32>().unwrap_or(u32::MAX);
+        let (before, after) = (attempts(first), attempts(again));
+        let want = if before == 0 { 0 } else { before + 1 };
+        if after != want {
+            v.push(format!(
+                "redrive: {} ({}) came back with {after} attempts after {before}, expected {want}",
+                bad.key, bad.kind
+            ));
+        }
+        if header(again, ORIGIN_TOPIC) != pipeline.orders_topic {
+            v.push(format!(
+                "redrive: {} came back with origin {:?}",
+                bad.key,
+                header(again, ORIGIN_TOPIC)
+            ));
+        }
+    }
+    v
 }
 
 /// Waits until `groups` have no lag on the topic nor on their retry topics.
