@@ -12,6 +12,8 @@ if ! python3 -c "import pyarrow" 2>/dev/null; then
   info "installing the test readers from PyPI (consumers/product-analytics/tests/requirements.txt)"
   python3 -m pip install -q -r consumers/product-analytics/tests/requirements.txt
 fi
+# The back office's contract against the AsyncAPI specification (needs only node).
+"$ORDERFLOW_ROOT/scripts/check-asyncapi.sh"
 export ORDERFLOW_KAFKA_BROKERS=127.0.0.1:9092
 export ORDERFLOW_DATABASE_URL=postgres://orderflow:orderflow@127.0.0.1:5432/orderflow
 export ORDERFLOW_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f

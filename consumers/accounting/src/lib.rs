@@ -13,6 +13,7 @@ pub mod export;
 mod handler;
 pub mod store;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use chrono::NaiveDate;
 use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
 use orderflow_core::db::DatabaseConfig;
 use orderflow_core::idempotency::IdempotencyStore;
+use orderflow_core::observe::{self, ObserveError, ObserveServer};
 use orderflow_core::runtime::{self, ConsumerSettings, RuntimeError};
 use orderflow_core::topics;
 use sqlx::PgPool;
@@ -35,6 +37,8 @@ pub const GROUP: &str = "accounting";
 pub const BUSINESS_TIME_ZONE: &str = "ORDERFLOW_BUSINESS_TIMEZONE";
 /// A chart of accounts file replacing the built-in one.
 pub const CHART_FILE: &str = "ORDERFLOW_ACCOUNTING_CHART_FILE";
+/// Where `/metrics`, `/healthz` and `/readyz` are served unless `ORDERFLOW_METRICS_LISTEN` says.
+pub const METRICS_PORT: u16 = 9105;
 
 /// What both commands need: the database, the business time zone and the chart.
 #[derive(Debug, Clone)]
@@ -64,16 +68,19 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub kafka: KafkaConfig,
     pub consumer: ConsumerSettings,
+    pub metrics_listen: SocketAddr,
 }
 
 impl Settings {
-    /// The ledger's variables, `ORDERFLOW_KAFKA_BROKERS` (and its security settings) and the
-    /// runtime's `ORDERFLOW_CONSUMER_*` overrides.
+    /// The ledger's variables, `ORDERFLOW_KAFKA_BROKERS` (and its security settings), the
+    /// runtime's `ORDERFLOW_CONSUMER_*` overrides and `ORDERFLOW_METRICS_LISTEN`
+    /// (127.0.0.1:9105).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             ledger: LedgerSettings::from_source(src)?,
             kafka: KafkaConfig::from_source(src)?,
             consumer: ConsumerSettings::from_source(src, GROUP, topics::ORDERS_PLACED)?,
+            metrics_listen: observe::listen_address(src, METRICS_PORT)?,
         })
     }
 }
@@ -97,6 +104,8 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error("writing {path}: {source}")]
@@ -147,9 +156,15 @@ async fn journal(settings: &Settings, pool: PgPool) -> Result<Journal, Error> {
 pub struct Accounting {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    observer: ObserveServer,
 }
 
 impl Accounting {
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.observer.addr
+    }
+
     /// Finishes the events in flight, commits and leaves the group.
     pub async fn stop(self) -> Result<(), Error> {
         let _ = self.stop.send(());
@@ -157,8 +172,19 @@ impl Accounting {
     }
 }
 
-/// Prepares the schema and consumes in the background until `stop`.
+/// Serves `/metrics`, `/healthz` and `/readyz` (ready when Kafka and the database answer).
+async fn observe(settings: &Settings, pool: &PgPool) -> Result<ObserveServer, Error> {
+    Ok(
+        observe::kafka_and_database(&settings.kafka, &settings.consumer.topic, pool)?
+            .build()
+            .serve(settings.metrics_listen)
+            .await?,
+    )
+}
+
+/// Prepares the schema, serves metrics and health, and consumes in the background until `stop`.
 pub async fn start(settings: Settings, pool: PgPool) -> Result<Accounting, Error> {
+    let observer = observe(&settings, &pool).await?;
     let handler = journal(&settings, pool).await?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -167,12 +193,17 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Accounting, Error
         })
         .await
     });
-    Ok(Accounting { stop, task })
+    Ok(Accounting {
+        stop,
+        task,
+        observer,
+    })
 }
 
 /// Consumes until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> Result<(), Error> {
     let pool = settings.ledger.database.connect().await?;
+    let _observer = observe(&settings, &pool).await?;
     let handler = journal(&settings, pool).await?;
     tracing::info!(group = %settings.consumer.group_id, topic = %settings.consumer.topic,
         time_zone = %settings.ledger.time_zone, "accounting consuming");

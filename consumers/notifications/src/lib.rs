@@ -18,11 +18,13 @@ pub mod render;
 pub mod store;
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use lettre::message::Mailbox;
 use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
 use orderflow_core::db::DatabaseConfig;
 use orderflow_core::idempotency::IdempotencyStore;
+use orderflow_core::observe::{self, ObserveError};
 use orderflow_core::runtime::{self, ConsumerSettings, RuntimeError};
 use orderflow_core::topics;
 
@@ -35,6 +37,12 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The consumer group, and the default schema.
 pub const GROUP: &str = "notifications";
+
+/// Where the consumer serves `/metrics`, `/healthz` and `/readyz` unless
+/// `ORDERFLOW_METRICS_LISTEN` says.
+pub const METRICS_PORT: u16 = 9103;
+/// Where the mailer serves them.
+pub const MAILER_METRICS_PORT: u16 = 9104;
 
 /// Sender of every e-mail unless `ORDERFLOW_MAIL_FROM` says otherwise.
 pub const DEFAULT_MAIL_FROM: &str = "Orderflow <orders@orderflow.example>";
@@ -54,6 +62,8 @@ pub enum Error {
     Templates(#[from] minijinja::Error),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
 }
 
 /// Everything the consumer needs, from the environment.
@@ -64,13 +74,15 @@ pub struct Settings {
     pub database: DatabaseConfig,
     pub amqp: AmqpSettings,
     pub mail_from: Mailbox,
+    pub metrics_listen: SocketAddr,
 }
 
 impl Settings {
     /// `ORDERFLOW_KAFKA_BROKERS` and its security settings, the `ORDERFLOW_CONSUMER_*`
     /// overrides, `ORDERFLOW_DATABASE_URL` / `_SCHEMA` (default `notifications`),
-    /// `ORDERFLOW_AMQP_URL`, `ORDERFLOW_EMAIL_QUEUE`, `ORDERFLOW_AMQP_CONFIRM_TIMEOUT_MS`, and
-    /// `ORDERFLOW_MAIL_FROM` (default `Orderflow <orders@orderflow.example>`).
+    /// `ORDERFLOW_AMQP_URL`, `ORDERFLOW_EMAIL_QUEUE`, `ORDERFLOW_AMQP_CONFIRM_TIMEOUT_MS`,
+    /// `ORDERFLOW_MAIL_FROM` (default `Orderflow <orders@orderflow.example>`) and
+    /// `ORDERFLOW_METRICS_LISTEN` (127.0.0.1:9103).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let from: String = config::optional(src, "ORDERFLOW_MAIL_FROM")?
             .unwrap_or_else(|| DEFAULT_MAIL_FROM.to_string());
@@ -87,14 +99,20 @@ impl Settings {
             database: DatabaseConfig::from_source(src, GROUP)?,
             amqp: AmqpSettings::from_source(src)?,
             mail_from,
+            metrics_listen: observe::listen_address(src, METRICS_PORT)?,
         })
     }
 }
 
-/// Runs the consumer until `shutdown` completes.
+/// Runs the consumer until `shutdown` completes, serving metrics and health (ready when Kafka
+/// and the database answer).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let pool = settings.database.connect().await?;
     MIGRATOR.run(&pool).await?;
+    let _observer = observe::kafka_and_database(&settings.kafka, &settings.consumer.topic, &pool)?
+        .build()
+        .serve(settings.metrics_listen)
+        .await?;
     let notifier = Notifier {
         renderer: Renderer::new(settings.mail_from)?,
         publisher: Publisher::connect(settings.amqp, GROUP).await?,

@@ -17,10 +17,14 @@
 mod lookup;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -34,6 +38,8 @@ use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::{Address, AsyncTransport, Tokio1Executor};
 use orderflow_core::config::{self, ConfigError, Source};
 use orderflow_core::db::DatabaseConfig;
+use orderflow_core::observe::health::{Check, DatabaseCheck};
+use orderflow_core::observe::{self, Observer};
 use orderflow_core::telemetry::{self, HeaderPairs};
 use sqlx::PgPool;
 use tracing::Instrument;
@@ -128,6 +134,7 @@ pub struct MailerSettings {
     pub retry: RetryPolicy,
     /// The provider's message lookup, asked after an interrupted attempt (see [`lookup`]).
     pub lookup_url: Option<String>,
+    pub metrics_listen: SocketAddr,
 }
 
 impl MailerSettings {
@@ -135,7 +142,8 @@ impl MailerSettings {
     /// `ORDERFLOW_SMTP_URL` (`smtp://host:port`), `ORDERFLOW_SMTP_TIMEOUT_MS` (30000),
     /// `ORDERFLOW_MAILER_PREFETCH` (16), `ORDERFLOW_MAILER_CONCURRENCY` (8),
     /// `ORDERFLOW_MAILER_RETRY_MAX_ATTEMPTS` (5), `ORDERFLOW_MAILER_RETRY_MIN_DELAY_MS` (500),
-    /// `ORDERFLOW_MAILER_RETRY_MAX_DELAY_MS` (10000), `ORDERFLOW_MAIL_LOOKUP_URL` (none).
+    /// `ORDERFLOW_MAILER_RETRY_MAX_DELAY_MS` (10000), `ORDERFLOW_MAIL_LOOKUP_URL` (none),
+    /// `ORDERFLOW_METRICS_LISTEN` (127.0.0.1:9104).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let smtp_url = config::url(src, config::SMTP_URL, &["smtp"])?;
         let smtp = SmtpEndpoint::parse(&smtp_url).map_err(|reason| ConfigError::Malformed {
@@ -181,6 +189,7 @@ impl MailerSettings {
                 Some(_) => Some(config::url(src, LOOKUP_URL, &["http", "https"])?),
                 None => None,
             },
+            metrics_listen: observe::listen_address(src, crate::MAILER_METRICS_PORT)?,
         })
     }
 }
@@ -196,8 +205,30 @@ enum SessionError {
     Cancelled,
 }
 
+/// Readiness of the mailer's RabbitMQ side: a session is consuming the queue. It is false from a
+/// lost connection until the reconnect loop has a new one.
+struct Consuming(Arc<AtomicBool>);
+
+impl Check for Consuming {
+    fn name(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        let consuming = self.0.load(Ordering::Relaxed);
+        Box::pin(async move {
+            if consuming {
+                Ok(())
+            } else {
+                Err("not consuming the e-mail queue; connecting to RabbitMQ".into())
+            }
+        })
+    }
+}
+
 /// Runs the mailer until `shutdown` completes: finishes the e-mails in flight, then closes the
-/// connection, which returns the prefetched messages to the queue.
+/// connection, which returns the prefetched messages to the queue. Serves metrics and health
+/// (ready while RabbitMQ is connected and the database answers).
 pub async fn run(
     settings: MailerSettings,
     shutdown: impl Future<Output = ()>,
@@ -210,6 +241,13 @@ pub async fn run(
         .build();
     let pool = settings.database.connect().await?;
     crate::MIGRATOR.run(&pool).await?;
+    let consuming = Arc::new(AtomicBool::new(false));
+    let _observer = Observer::builder()
+        .ready_when(Consuming(Arc::clone(&consuming)))
+        .ready_when(DatabaseCheck(pool.clone()))
+        .build()
+        .serve(settings.metrics_listen)
+        .await?;
     let lookup = match &settings.lookup_url {
         Some(url) => Some(
             MessageLookup::new(url.clone(), settings.smtp_timeout).map_err(|e| {
@@ -227,6 +265,7 @@ pub async fn run(
         smtp,
         lookup,
         settings,
+        consuming,
     };
     tokio::pin!(shutdown);
     // A broker that is unreachable at start-up is a configuration problem worth stopping for;
@@ -234,6 +273,7 @@ pub async fn run(
     let mut connection = queue::connect(&mailer.settings.amqp.url, "mailer").await?;
     loop {
         let outcome = mailer.consume(&connection, shutdown.as_mut()).await;
+        mailer.consuming.store(false, Ordering::Relaxed);
         let _ = connection.close(200, "mailer stopping".into()).await;
         match outcome {
             Ok(()) => {
@@ -265,6 +305,8 @@ struct Mailer {
     smtp: AsyncSmtpTransport<Tokio1Executor>,
     lookup: Option<MessageLookup>,
     settings: MailerSettings,
+    /// Whether a session consumes the queue now (the readiness check reads it).
+    consuming: Arc<AtomicBool>,
 }
 
 /// What became of one e-mail.
@@ -306,6 +348,7 @@ impl Mailer {
             )
             .await?;
         tracing::info!(queue = %amqp.queue, prefetch = self.settings.prefetch, "mailer consuming");
+        self.consuming.store(true, Ordering::Relaxed);
         let tag = consumer.tag();
         let mut deliveries = consumer.take_until(shutdown);
         (&mut deliveries)

@@ -16,11 +16,13 @@ pub mod line;
 pub mod staging;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
 use orderflow_core::db::DatabaseConfig;
 use orderflow_core::idempotency::IdempotencyStore;
+use orderflow_core::observe::{self, ObserveError, ObserveServer};
 use orderflow_core::runtime::{self, ConsumerSettings, RuntimeError};
 use orderflow_core::topics;
 use sqlx::PgPool;
@@ -38,6 +40,8 @@ pub const SCHEMA: &str = "product_analytics";
 pub const ARCHIVE_URL: &str = "ORDERFLOW_ANALYTICS_ARCHIVE_URL";
 pub const FLUSH_ROWS: &str = "ORDERFLOW_ANALYTICS_FLUSH_ROWS";
 pub const FLUSH_INTERVAL_MS: &str = "ORDERFLOW_ANALYTICS_FLUSH_INTERVAL_MS";
+/// Where `/metrics`, `/healthz` and `/readyz` are served unless `ORDERFLOW_METRICS_LISTEN` says.
+pub const METRICS_PORT: u16 = 9107;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -49,13 +53,15 @@ pub struct Settings {
     pub database: DatabaseConfig,
     pub archive: ArchiveUrl,
     pub flush: FlushPolicy,
+    pub metrics_listen: SocketAddr,
 }
 
 impl Settings {
     /// Kafka, consumer and database settings as every consumer reads them, plus
     /// `ORDERFLOW_ANALYTICS_ARCHIVE_URL` (default `./analytics-archive`; a folder, `file:///…` or
     /// `s3://bucket/prefix` with the standard `AWS_*` variables), `ORDERFLOW_ANALYTICS_FLUSH_ROWS`
-    /// (10000) and `ORDERFLOW_ANALYTICS_FLUSH_INTERVAL_MS` (60000).
+    /// (10000), `ORDERFLOW_ANALYTICS_FLUSH_INTERVAL_MS` (60000) and `ORDERFLOW_METRICS_LISTEN`
+    /// (127.0.0.1:9107).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let archive = config::optional::<String>(src, ARCHIVE_URL)?
             .unwrap_or_else(|| "./analytics-archive".into());
@@ -81,6 +87,7 @@ impl Settings {
                 rows,
                 interval: config::millis(src, FLUSH_INTERVAL_MS, Duration::from_secs(60))?,
             },
+            metrics_listen: observe::listen_address(src, METRICS_PORT)?,
         })
     }
 }
@@ -95,6 +102,8 @@ pub enum Error {
     Archive(#[from] ArchiveError),
     #[error("consumer: {0}")]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
     #[error("a task of the service panicked: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -104,9 +113,15 @@ pub struct ProductAnalytics {
     stop: watch::Sender<bool>,
     consumer: JoinHandle<Result<(), RuntimeError>>,
     flusher: JoinHandle<()>,
+    observer: ObserveServer,
 }
 
 impl ProductAnalytics {
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.observer.addr
+    }
+
     /// Stops consuming (running handlers finish and commit), lets the flusher finish the batch
     /// it is writing, and waits for both. Staged lines not yet written wait for the next start.
     pub async fn stop(self) -> Result<(), Error> {
@@ -137,10 +152,15 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Migrates the database, opens the archive and starts the consumer and the flusher.
+/// Migrates the database, opens the archive, serves metrics and health (ready when Kafka and
+/// the database answer) and starts the consumer and the flusher.
 pub async fn start(settings: Settings, pool: PgPool) -> Result<ProductAnalytics, Error> {
     MIGRATOR.run(&pool).await?;
     let archive = Archive::open(&settings.archive)?;
+    let observer = observe::kafka_and_database(&settings.kafka, &settings.consumer.topic, &pool)?
+        .build()
+        .serve(settings.metrics_listen)
+        .await?;
     let store = IdempotencyStore::new(pool.clone(), settings.consumer.group_id.clone()).await?;
     let (stop, rx) = watch::channel(false);
     tracing::info!(
@@ -165,6 +185,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<ProductAnalytics,
         stop,
         consumer,
         flusher,
+        observer,
     })
 }
 

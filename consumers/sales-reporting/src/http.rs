@@ -1,32 +1,30 @@
 //! The HTTP API: `GET /v1/reports/monthly/{YYYY-MM}` (JSON, or CSV with `?format=csv` or
-//! `Accept: text/csv`; `?currency=EUR` keeps one currency), `GET /metrics` for Prometheus and
-//! `GET /health`.
-
-use std::sync::Arc;
+//! `Accept: text/csv`; `?currency=EUR` keeps one currency), `GET /health`, and the service's
+//! `GET /metrics`, `/healthz` and `/readyz`, which are also served on `ORDERFLOW_METRICS_LISTEN`
+//! like every service's.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use orderflow_core::observe::Observer;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::metrics::{self, LastHourSales};
 use crate::report::{Currency, Format, Month, Report};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: sqlx::PgPool,
-    pub metrics: Arc<LastHourSales>,
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, observer: &Observer) -> Router {
     Router::new()
         .route("/v1/reports/monthly/{month}", get(monthly_report))
-        .route("/metrics", get(prometheus_metrics))
         .route("/health", get(|| async { "ok" }))
         .with_state(state)
+        .merge(observer.router())
 }
 
 /// What the API answers besides success.
@@ -108,9 +106,4 @@ fn accepts_csv(headers: &HeaderMap) -> bool {
                 .next()
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"))
         })
-}
-
-async fn prometheus_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let body = state.metrics.render(&state.pool).await?;
-    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response())
 }

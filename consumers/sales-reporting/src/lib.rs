@@ -3,7 +3,8 @@
 //! orders, units, net, tax, shipping and gross, broken down by product category, SKU, sales agent
 //! and channel; the upserts commit with the idempotency mark, so each order counts exactly once.
 //! The report is served as JSON and CSV over HTTP and by the `report` command, and sales of the
-//! last hour are exposed as Prometheus gauges.
+//! last hour are exposed as Prometheus gauges, with the runtime's metrics, on the report's port
+//! and on `ORDERFLOW_METRICS_LISTEN`.
 
 pub mod effect;
 pub mod handler;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
 use orderflow_core::db::DatabaseConfig;
 use orderflow_core::idempotency::IdempotencyStore;
+use orderflow_core::observe::{self, ObserveError, ObserveServer};
 use orderflow_core::runtime::{self, ConsumerSettings, RuntimeError};
 use orderflow_core::topics;
 use sqlx::PgPool;
@@ -33,6 +35,9 @@ pub const GROUP: &str = "sales-reporting";
 pub const DEFAULT_SCHEMA: &str = "sales_reporting";
 pub const LISTEN: &str = "ORDERFLOW_REPORTING_LISTEN";
 pub const BUSINESS_TIMEZONE: &str = "ORDERFLOW_BUSINESS_TIMEZONE";
+/// Where `/metrics`, `/healthz` and `/readyz` are served unless `ORDERFLOW_METRICS_LISTEN` says
+/// (they are on the report's port too).
+pub const METRICS_PORT: u16 = 9106;
 
 /// How often each instance deletes expired `recent_sales` rows.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -46,12 +51,14 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// IANA name of the time zone whose calendar months the report counts in.
     pub business_timezone: String,
+    pub metrics_listen: SocketAddr,
 }
 
 impl Settings {
     /// `ORDERFLOW_KAFKA_BROKERS` (and its security settings), the `ORDERFLOW_CONSUMER_*`
     /// overrides, `ORDERFLOW_DATABASE_URL`, `ORDERFLOW_DATABASE_SCHEMA` (sales_reporting),
-    /// `ORDERFLOW_REPORTING_LISTEN` (127.0.0.1:8093) and `ORDERFLOW_BUSINESS_TIMEZONE` (UTC).
+    /// `ORDERFLOW_REPORTING_LISTEN` (127.0.0.1:8093), `ORDERFLOW_BUSINESS_TIMEZONE` (UTC) and
+    /// `ORDERFLOW_METRICS_LISTEN` (127.0.0.1:9106).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             kafka: KafkaConfig::from_source(src)?,
@@ -61,6 +68,7 @@ impl Settings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8093))),
             business_timezone: config::optional(src, BUSINESS_TIMEZONE)?
                 .unwrap_or_else(|| "UTC".to_string()),
+            metrics_listen: observe::listen_address(src, METRICS_PORT)?,
         })
     }
 }
@@ -88,6 +96,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Consumer(#[from] RuntimeError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
 }
 
 /// A started service: the consumer, the HTTP server and the pruning of `recent_sales`.
@@ -96,9 +106,15 @@ pub struct SalesReporting {
     stop: Arc<watch::Sender<bool>>,
     consumer: tokio::task::JoinHandle<Result<(), RuntimeError>>,
     others: Vec<tokio::task::JoinHandle<()>>,
+    observer: ObserveServer,
 }
 
 impl SalesReporting {
+    /// Where `/metrics`, `/healthz` and `/readyz` answer besides the report's port.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.observer.addr
+    }
+
     /// Completes when the service is stopping: asked to, or because the consumer stopped.
     pub async fn stopping(&self) {
         stopped(self.stop.subscribe()).await;
@@ -156,14 +172,15 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<SalesReporting, E
     let (stop, rx) = watch::channel(false);
     let stop = Arc::new(stop);
 
-    let state = http::AppState {
-        pool: pool.clone(),
-        metrics: Arc::new(metrics::LastHourSales::default()),
-    };
+    let observer = observe::kafka_and_database(&settings.kafka, &settings.consumer.topic, &pool)?
+        .collect(metrics::LastHourSales::new(pool.clone()))
+        .build();
+    let metrics_server = observer.serve(settings.metrics_listen).await?;
+    let state = http::AppState { pool: pool.clone() };
     let server = tokio::spawn({
         let rx = rx.clone();
         async move {
-            if let Err(e) = axum::serve(listener, http::router(state))
+            if let Err(e) = axum::serve(listener, http::router(state, &observer))
                 .with_graceful_shutdown(stopped(rx))
                 .await
             {
@@ -193,6 +210,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<SalesReporting, E
         stop,
         consumer,
         others: vec![server, pruner],
+        observer: metrics_server,
     })
 }
 

@@ -3,8 +3,11 @@
 //!
 //! The gauges are computed on each scrape from `recent_sales`, which every instance writes in the
 //! same transaction as the report, so any instance answers with the same, current figures for the
-//! whole consumer group (a dashboard should take `max`, not `sum`, across instances).
+//! whole consumer group (a dashboard should take `max`, not `sum`, across instances). They are a
+//! collector of the service's `/metrics`, after the runtime's metrics.
 
+use futures::future::BoxFuture;
+use orderflow_core::observe::metrics::{Collect, CollectError};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,16 +16,14 @@ use sqlx::PgPool;
 
 use crate::store;
 
-/// The content type of the OpenMetrics text format that `render` writes.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CurrencyLabel {
     currency: String,
 }
 
-/// The registry with the last-hour gauges.
+/// The registry with the last-hour gauges, and the database they are read from.
 pub struct LastHourSales {
+    pool: PgPool,
     registry: Registry,
     orders: Family<CurrencyLabel, Gauge>,
     gross: Family<CurrencyLabel, Gauge>,
@@ -30,8 +31,8 @@ pub struct LastHourSales {
     scrape: tokio::sync::Mutex<()>,
 }
 
-impl Default for LastHourSales {
-    fn default() -> Self {
+impl LastHourSales {
+    pub fn new(pool: PgPool) -> Self {
         let mut registry = Registry::default();
         let orders = Family::<CurrencyLabel, Gauge>::default();
         let gross = Family::<CurrencyLabel, Gauge>::default();
@@ -46,26 +47,31 @@ impl Default for LastHourSales {
             gross.clone(),
         );
         Self {
+            pool,
             registry,
             orders,
             gross,
             scrape: tokio::sync::Mutex::new(()),
         }
     }
-}
 
-impl LastHourSales {
-    /// Refreshes the gauges from the database and encodes them.
-    pub async fn render(&self, pool: &PgPool) -> Result<String, sqlx::Error> {
+    /// Refreshes the gauges from the database and encodes them, without the closing `# EOF`.
+    pub async fn render(&self) -> Result<String, sqlx::Error> {
         let _scrape = self.scrape.lock().await;
-        for (currency, orders, gross) in store::last_hour(pool).await? {
+        for (currency, orders, gross) in store::last_hour(&self.pool).await? {
             let label = CurrencyLabel { currency };
             self.orders.get_or_create(&label).set(orders);
             self.gross.get_or_create(&label).set(gross);
         }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         Ok(out)
+    }
+}
+
+impl Collect for LastHourSales {
+    fn collect(&self) -> BoxFuture<'_, Result<String, CollectError>> {
+        Box::pin(async move { Ok(self.render().await?) })
     }
 }

@@ -1,8 +1,9 @@
-//! The `OrderDispatched` event this service publishes to `orders.dispatched`, with its Avro schema
-//! family (`schemas/order_dispatched/`). Its id is derived from (order, supplier), so a republish
-//! after a crash is recognisable downstream as the same event.
+//! The `OrderDispatched` event this service publishes to `orders.dispatched`, encoded with its Avro
+//! schema family (`schemas/order_dispatched/`, declared in the core with the other families). Its
+//! id is derived from (order, supplier), so a republish after a crash is recognisable downstream
+//! as the same event.
 
-use orderflow_core::codec::{self, DecodeError, EncodeError, SchemaFamily};
+use orderflow_core::codec::{self, DecodeError, EncodeError};
 use orderflow_core::Event;
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +22,8 @@ pub struct OrderDispatched {
 }
 
 /// Every version of the `OrderDispatched` schema, oldest first; the last one is what we write.
-pub static ORDER_DISPATCHED_SCHEMAS: SchemaFamily = SchemaFamily::new(
-    "OrderDispatched",
-    &[include_str!("../../../schemas/order_dispatched/v1.avsc")],
-);
+/// Declared in the core with the codec's other families.
+pub use orderflow_core::event::ORDER_DISPATCHED_SCHEMAS;
 
 /// The id of the dispatch of `order_id` to `supplier_id`, the same on every publication.
 pub fn event_id(order_id: &str, supplier_id: &str) -> String {

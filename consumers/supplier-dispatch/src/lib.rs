@@ -12,10 +12,12 @@ pub mod handler;
 pub mod store;
 pub mod supplier;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
 use orderflow_core::db::DatabaseConfig;
+use orderflow_core::observe::{self, ObserveError, ObserveServer};
 use orderflow_core::runtime::{self, ConsumerSettings, RuntimeError};
 use orderflow_core::{kafka, topics};
 use rdkafka::error::KafkaError;
@@ -30,6 +32,8 @@ use crate::supplier::SupplierClient;
 pub const GROUP: &str = "supplier-dispatch";
 /// Where accepted print jobs are announced.
 pub const DISPATCHED_TOPIC: &str = "orders.dispatched";
+/// Where `/metrics`, `/healthz` and `/readyz` are served unless `ORDERFLOW_METRICS_LISTEN` says.
+pub const METRICS_PORT: u16 = 9102;
 
 /// Everything supplier-dispatch needs, from the environment.
 #[derive(Debug, Clone)]
@@ -43,6 +47,7 @@ pub struct Settings {
     pub dispatched_topic: String,
     /// How long publishing one event may wait for a broker before it counts as failed.
     pub delivery_timeout: Duration,
+    pub metrics_listen: SocketAddr,
 }
 
 impl Settings {
@@ -50,8 +55,8 @@ impl Settings {
     /// overrides of the runtime, `ORDERFLOW_DATABASE_URL` and `ORDERFLOW_DATABASE_SCHEMA`
     /// (supplier_dispatch), `ORDERFLOW_SUPPLIER_API_URL` (required),
     /// `ORDERFLOW_SUPPLIER_TIMEOUT_MS` (5000), `ORDERFLOW_DISPATCHED_TOPIC` (orders.dispatched)
-    /// and
-    /// `ORDERFLOW_DISPATCH_DELIVERY_TIMEOUT_MS` (10000).
+    /// `ORDERFLOW_DISPATCH_DELIVERY_TIMEOUT_MS` (10000) and `ORDERFLOW_METRICS_LISTEN`
+    /// (127.0.0.1:9102).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         let supplier_timeout =
             config::millis(src, "ORDERFLOW_SUPPLIER_TIMEOUT_MS", Duration::from_secs(5))?;
@@ -75,6 +80,7 @@ impl Settings {
                 "ORDERFLOW_DISPATCH_DELIVERY_TIMEOUT_MS",
                 Duration::from_secs(10),
             )?,
+            metrics_listen: observe::listen_address(src, METRICS_PORT)?,
         })
     }
 }
@@ -96,6 +102,8 @@ pub enum Error {
     Http(#[from] reqwest::Error),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
     #[error("the consumer task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -104,9 +112,15 @@ pub enum Error {
 pub struct Dispatcher {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    observer: ObserveServer,
 }
 
 impl Dispatcher {
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.observer.addr
+    }
+
     /// Stops reading, lets the handlers in flight finish, commits and leaves the group.
     pub async fn stop(self) -> Result<(), Error> {
         // The task may already have ended with an error, which `await` reports.
@@ -126,9 +140,14 @@ impl Dispatcher {
     }
 }
 
-/// Migrates the database, checks the topics and starts consuming.
+/// Migrates the database, checks the topics, serves metrics and health (ready when Kafka and
+/// the database answer) and starts consuming.
 pub async fn start(settings: Settings, pool: PgPool) -> Result<Dispatcher, Error> {
     store::MIGRATOR.run(&pool).await?;
+    let observer = observe::kafka_and_database(&settings.kafka, &settings.consumer.topic, &pool)?
+        .build()
+        .serve(settings.metrics_listen)
+        .await?;
     let producer = kafka::idempotent_producer(&settings.kafka, settings.delivery_timeout)?;
     ensure_topic(&producer, &settings.dispatched_topic).await?;
     let handler = SupplierDispatch::new(
@@ -151,7 +170,11 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Dispatcher, Error
         })
         .await
     });
-    Ok(Dispatcher { stop, task })
+    Ok(Dispatcher {
+        stop,
+        task,
+        observer,
+    })
 }
 
 /// Connects to the database and runs until SIGTERM/SIGINT.

@@ -9,6 +9,7 @@ pub mod event;
 pub mod headers;
 pub mod idempotency;
 pub mod kafka;
+pub mod observe;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,8 +1,11 @@
 //! Logging and tracing for every binary: `tracing` to stderr, and OpenTelemetry spans exported by
 //! OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. W3C trace context crosses process
-//! boundaries as `traceparent`/`tracestate` in HTTP and Kafka headers.
+//! boundaries as `traceparent`/`tracestate` in HTTP and Kafka headers. With
+//! `ORDERFLOW_LOG_FORMAT=json` logs are JSON lines carrying the current span's OpenTelemetry
+//! `trace_id` and `span_id`, so a log line can be found from a trace and the other way round.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
@@ -12,11 +15,59 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{self, Env};
+
+/// `text` (the default: human-readable lines) or `json` (one JSON object per line).
+pub const LOG_FORMAT: &str = "ORDERFLOW_LOG_FORMAT";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+/// JSON log lines: `timestamp`, `level`, `target`, the event's fields (`message` and the rest)
+/// at the top level, the current `span` with its fields, and that span's OpenTelemetry
+/// `trace_id` and `span_id` (hex, as Jaeger shows them) when it has them.
+pub fn json_logs<S, W>(writer: W) -> json_subscriber::fmt::Layer<S, W>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let mut layer = json_subscriber::fmt::layer()
+        .with_writer(writer)
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false);
+    let json = layer.inner_layer_mut();
+    json.add_from_extension::<tracing_opentelemetry::OtelData, _, _>("trace_id", |otel| {
+        otel.trace_id().map(|id| id.to_string())
+    });
+    json.add_from_extension::<tracing_opentelemetry::OtelData, _, _>("span_id", |otel| {
+        otel.span_id().map(|id| id.to_string())
+    });
+    layer
+}
 
 /// Flushes pending spans when dropped at the end of `main`.
 pub struct TelemetryGuard {
@@ -40,7 +91,9 @@ pub enum TelemetryError {
 
 /// Installs the global subscriber. Spans always get OpenTelemetry ids, so trace context propagates
 /// even when nothing is exported; with `OTEL_EXPORTER_OTLP_ENDPOINT` set they are also exported.
+/// Logs are written as `ORDERFLOW_LOG_FORMAT` says.
 pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError> {
+    let format = config::optional::<LogFormat>(&Env, LOG_FORMAT)?.unwrap_or_default();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let mut builder = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name).build());
@@ -59,16 +112,22 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
     opentelemetry::global::set_tracer_provider(provider.clone());
     // RUST_LOG filters the logs only: spans are traced at INFO whatever the log level, so trace
     // context keeps propagating when logs are quiet.
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let text_logs = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(filter())
+    });
+    let json_logs =
+        (format == LogFormat::Json).then(|| json_logs(std::io::stderr).with_filter(filter()));
     let traces = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(LevelFilter::INFO);
     // A second init (several services in one test process) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(logs)
+        .with(text_logs)
+        .with(json_logs)
         .with(traces)
         .try_init();
     Ok(TelemetryGuard { provider })
@@ -102,5 +161,118 @@ impl Extractor for HeaderPairs<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+
+    use super::*;
+
+    /// A writer whose output the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect()
+        }
+    }
+
+    /// Runs `f` under the JSON log layer and the OpenTelemetry layer, as `init` installs them.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, Vec<serde_json::Value>) {
+        let provider = SdkTracerProvider::builder().build();
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(json_logs(captured.clone()))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let result = tracing::subscriber::with_default(subscriber, f);
+        (result, captured.lines())
+    }
+
+    fn ids(span: &tracing::Span) -> (String, String) {
+        let cx = span.context();
+        let otel = cx.span();
+        let sc = otel.span_context();
+        (sc.trace_id().to_string(), sc.span_id().to_string())
+    }
+
+    #[test]
+    fn json_lines_carry_the_trace_and_span_id_of_the_current_span() {
+        let ((trace_id, span_id), lines) = logged(|| {
+            tracing::info!("before any span");
+            let span = tracing::info_span!("consume", order_id = "o-1");
+            let _entered = span.enter();
+            tracing::info!(event_id = "e-1", "handled");
+            ids(&span)
+        });
+        assert_ne!(trace_id, opentelemetry::TraceId::INVALID.to_string());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["message"], "before any span");
+        assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+        let line = &lines[1];
+        assert_eq!(line["trace_id"], trace_id.as_str(), "{line}");
+        assert_eq!(line["span_id"], span_id.as_str(), "{line}");
+        assert_eq!(line["message"], "handled");
+        assert_eq!(line["event_id"], "e-1");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["span"]["order_id"], "o-1");
+    }
+
+    #[test]
+    fn a_span_continuing_a_remote_trace_logs_that_trace_id() {
+        let remote = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let headers = vec![(
+            "traceparent".to_string(),
+            format!("00-{remote}-00f067aa0ba902b7-01"),
+        )];
+        let (span_id, lines) = logged(|| {
+            let span = tracing::info_span!("consume");
+            let cx = TraceContextPropagator::new().extract(&HeaderPairs(&headers));
+            let _ = span.set_parent(cx);
+            let _entered = span.enter();
+            tracing::warn!("handler failed; retrying");
+            ids(&span).1
+        });
+        assert_eq!(lines[0]["trace_id"], remote, "{}", lines[0]);
+        assert_eq!(lines[0]["span_id"], span_id.as_str());
+        assert_ne!(
+            span_id, "00f067aa0ba902b7",
+            "the consumer's own span, not the sender's"
+        );
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert_eq!("TEXT".parse(), Ok(LogFormat::Text));
+        assert!("yaml".parse::<LogFormat>().is_err());
     }
 }

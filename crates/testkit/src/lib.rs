@@ -109,7 +109,8 @@ pub struct Service {
 
 impl Service {
     /// Starts `binary` (for example `env!("CARGO_BIN_EXE_accounting")`) with `env` added to
-    /// this process's environment.
+    /// this process's environment. Its metrics and health server takes a free port unless `env`
+    /// says otherwise, as tests run side by side.
     pub fn spawn(binary: &str, env: &[(&str, String)]) -> Self {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-logs");
         std::fs::create_dir_all(&dir).expect("test log folder");
@@ -121,6 +122,7 @@ impl Service {
         let out = std::fs::File::create(&log).expect("test log file");
         let err = out.try_clone().expect("test log file");
         let child = std::process::Command::new(binary)
+            .env(orderflow_core::observe::METRICS_LISTEN, "127.0.0.1:0")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(out)
             .stderr(err)
@@ -448,5 +450,45 @@ impl ConsumerFixture {
             .map(|o| (o.order_id.clone(), o.encode().expect("encode order")))
             .collect();
         produce(&self.topic, &messages).await;
+    }
+}
+
+/// The value of the sample `name` whose labels include every pair of `labels`, in Prometheus
+/// text as `/metrics` serves it (`name{k="v",...} value`); `None` if there is none.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (label_set, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        labels
+            .iter()
+            .all(|(k, v)| {
+                label_set
+                    .split(',')
+                    .any(|pair| pair == format!("{k}=\"{v}\""))
+            })
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metric_finds_a_sample_by_name_and_labels() {
+        let text = "# TYPE x counter\n\
+                    x_total{group=\"a\",topic=\"t\"} 3\n\
+                    x_total{group=\"b\",topic=\"t\"} 4\n\
+                    x_total_other{group=\"a\"} 9\n\
+                    y 1.5\n";
+        assert_eq!(super::metric(text, "x_total", &[("group", "b")]), Some(4.0));
+        assert_eq!(
+            super::metric(text, "x_total", &[("group", "a"), ("topic", "t")]),
+            Some(3.0)
+        );
+        assert_eq!(super::metric(text, "x_total", &[("group", "c")]), None);
+        assert_eq!(super::metric(text, "y", &[]), Some(1.5));
+        assert_eq!(super::metric(text, "x", &[]), None);
     }
 }

@@ -5,11 +5,14 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use std::sync::Arc;
+
 use axum::{Json, Router};
 use orderflow_core::telemetry::{self, HeaderPairs};
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::metrics::CheckoutMetrics;
 use crate::order::{self, FieldError, OrderRequest};
 use crate::payment::{PaymentClient, PaymentError};
 use crate::store::{self, Insert};
@@ -19,6 +22,7 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    pub metrics: Arc<CheckoutMetrics>,
     pub pool: sqlx::PgPool,
     pub payments: PaymentClient,
     pub topic: String,
@@ -50,35 +54,50 @@ pub enum ApiError {
     Database(#[from] sqlx::Error),
 }
 
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PaymentRefused(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::PaymentUnavailable(_) | ApiError::Database(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// The `outcome` label of the answer in `orderflow_checkout_orders_total`.
+    fn outcome(&self) -> &'static str {
+        match self {
+            ApiError::Invalid(_) => "invalid",
+            ApiError::PaymentRefused(_) => "payment_refused",
+            ApiError::PaymentUnavailable(_) => "payment_unavailable",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Database(_) => "database_unavailable",
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let message = self.to_string();
         match self {
-            ApiError::Invalid(errors) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": message, "errors": errors})),
-            )
-                .into_response(),
-            ApiError::PaymentRefused(_) => (
-                StatusCode::PAYMENT_REQUIRED,
-                Json(json!({"error": message})),
-            )
-                .into_response(),
+            ApiError::Invalid(errors) => {
+                (status, Json(json!({"error": message, "errors": errors}))).into_response()
+            }
             ApiError::PaymentUnavailable(_) | ApiError::Database(_) => {
                 tracing::warn!(error = %message, "order not accepted; asking the client to retry");
                 (
-                    StatusCode::SERVICE_UNAVAILABLE,
+                    status,
                     [(header::RETRY_AFTER, "5")],
                     Json(json!({"error": message})),
                 )
                     .into_response()
             }
-            ApiError::Conflict(_) => {
-                (StatusCode::CONFLICT, Json(json!({"error": message}))).into_response()
-            }
-            ApiError::NotFound(_) => {
-                (StatusCode::NOT_FOUND, Json(json!({"error": message}))).into_response()
-            }
+            _ => (status, Json(json!({"error": message}))).into_response(),
         }
     }
 }
@@ -101,7 +120,16 @@ async fn place_order(
         order_id = tracing::field::Empty
     );
     telemetry::set_parent_from(&span, &HeaderPairs(&header_pairs(&headers)));
-    accept(state, body).instrument(span).await
+    let metrics = Arc::clone(&state.metrics);
+    let answer = accept(state, body).instrument(span).await;
+    match &answer {
+        Ok(response) if response.status() == StatusCode::CREATED => {
+            metrics.answered("accepted", StatusCode::CREATED.as_u16());
+        }
+        Ok(response) => metrics.answered("repeated", response.status().as_u16()),
+        Err(e) => metrics.answered(e.outcome(), e.status().as_u16()),
+    }
+    answer
 }
 
 async fn accept(state: AppState, body: Bytes) -> Result<Response, ApiError> {

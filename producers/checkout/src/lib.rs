@@ -2,18 +2,24 @@
 //! outbox relay that publishes accepted orders to Kafka.
 
 pub mod api;
+pub mod metrics;
 pub mod order;
 pub mod payment;
 pub mod relay;
 pub mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
 use orderflow_core::db::DatabaseConfig;
+use orderflow_core::observe::{self, ObserveServer};
 use orderflow_core::topics;
 use tokio::sync::watch;
+
+/// Where `/metrics`, `/healthz` and `/readyz` are served unless `ORDERFLOW_METRICS_LISTEN` says.
+pub const METRICS_PORT: u16 = 9101;
 
 /// Everything checkout needs, from the environment.
 #[derive(Debug, Clone)]
@@ -26,6 +32,7 @@ pub struct Settings {
     pub topic: String,
     /// How long one Kafka send may wait for a broker before the relay retries it.
     pub delivery_timeout: Duration,
+    pub metrics_listen: SocketAddr,
 }
 
 impl Settings {
@@ -33,7 +40,7 @@ impl Settings {
     /// `ORDERFLOW_DATABASE_SCHEMA` (checkout),
     /// `ORDERFLOW_KAFKA_BROKERS` and its security settings, `ORDERFLOW_PAYMENT_API_URL`,
     /// `ORDERFLOW_PAYMENT_TIMEOUT_MS` (3000), `ORDERFLOW_ORDERS_TOPIC` (orders.placed),
-    /// `ORDERFLOW_RELAY_DELIVERY_TIMEOUT_MS` (10000).
+    /// `ORDERFLOW_RELAY_DELIVERY_TIMEOUT_MS` (10000), `ORDERFLOW_METRICS_LISTEN` (127.0.0.1:9101).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             listen: config::optional(src, "ORDERFLOW_CHECKOUT_LISTEN")?
@@ -53,6 +60,7 @@ impl Settings {
                 "ORDERFLOW_RELAY_DELIVERY_TIMEOUT_MS",
                 Duration::from_secs(10),
             )?,
+            metrics_listen: observe::listen_address(src, METRICS_PORT)?,
         })
     }
 }
@@ -62,9 +70,15 @@ pub struct Checkout {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    observer: ObserveServer,
 }
 
 impl Checkout {
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.observer.addr
+    }
+
     /// Stops accepting requests, lets the relay finish its batch, and waits for both.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -78,12 +92,20 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Migrates the database and starts the API and the relay.
+/// Migrates the database and starts the API, the relay, and the metrics and health server
+/// (ready when Kafka and the database answer).
 pub async fn start(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<Checkout> {
     store::MIGRATOR.run(&pool).await?;
     let producer =
         orderflow_core::kafka::idempotent_producer(&settings.kafka, settings.delivery_timeout)?;
+    let metrics = Arc::new(metrics::CheckoutMetrics::new(pool.clone()));
+    let observer = observe::kafka_and_database(&settings.kafka, &settings.topic, &pool)?
+        .collect(Arc::clone(&metrics))
+        .build()
+        .serve(settings.metrics_listen)
+        .await?;
     let state = api::AppState {
+        metrics,
         pool: pool.clone(),
         payments: payment::PaymentClient::new(
             settings.payment_api_url.clone(),
@@ -117,6 +139,7 @@ pub async fn start(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<Che
         addr,
         stop,
         tasks: vec![server, relay],
+        observer,
     })
 }
 

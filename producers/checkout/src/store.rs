@@ -107,3 +107,13 @@ pub async fn find_order(pool: &PgPool, order_id: &str) -> Result<Option<OrderVie
     .fetch_optional(pool)
     .await
 }
+
+/// Outbox rows not yet published, and the age in seconds of the oldest (0 when there is none).
+pub async fn outbox_backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await
+}

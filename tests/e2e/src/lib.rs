@@ -124,6 +124,7 @@ impl Pipeline {
             .with("ORDERFLOW_ORDERS_TOPIC", orders_topic.clone())
             .with("ORDERFLOW_CHECKOUT_LISTEN", "127.0.0.1:0")
             .with("ORDERFLOW_REPORTING_LISTEN", "127.0.0.1:0")
+            .with("ORDERFLOW_METRICS_LISTEN", "127.0.0.1:0")
             .with(
                 "ORDERFLOW_ANALYTICS_ARCHIVE_URL",
                 archive_dir.to_string_lossy().into_owned(),

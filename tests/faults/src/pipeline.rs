@@ -132,6 +132,7 @@ impl Pipeline {
                 archive_dir.to_string_lossy().into_owned(),
             ),
             ("ORDERFLOW_ANALYTICS_FLUSH_INTERVAL_MS", "500".into()),
+            ("ORDERFLOW_METRICS_LISTEN", "127.0.0.1:0".into()),
             ("RUST_LOG", "info".into()),
         ]
         .into_iter()

@@ -1,6 +1,7 @@
 //! Shared set-up: a fresh topic, dead-letter topic, consumer group and schema per test, orders
 //! built from the testkit's sample, and the consumer started in this process.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use accounting::{Accounting, LedgerSettings, Settings};
@@ -33,6 +34,7 @@ pub fn settings(s: &Setup, time_zone: &str) -> Settings {
         ledger: ledger(&s.schema, time_zone),
         kafka: kit::kafka(),
         consumer: s.consumer_settings(),
+        metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
     }
 }
 

@@ -6,3 +6,4 @@ mod crash;
 mod database;
 mod export;
 mod journal;
+mod metrics;

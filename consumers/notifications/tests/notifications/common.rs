@@ -117,6 +117,7 @@ impl World {
             ("ORDERFLOW_MAILER_RETRY_MAX_ATTEMPTS", "3".into()),
             ("ORDERFLOW_MAILER_RETRY_MIN_DELAY_MS", "50".into()),
             ("ORDERFLOW_MAILER_RETRY_MAX_DELAY_MS", "100".into()),
+            ("ORDERFLOW_METRICS_LISTEN", "127.0.0.1:0".into()),
         ]
     }
 

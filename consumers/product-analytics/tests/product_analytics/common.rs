@@ -41,6 +41,7 @@ impl Setup {
             database: self.database(),
             archive: ArchiveUrl::Local(self.archive.clone()),
             flush,
+            metrics_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 

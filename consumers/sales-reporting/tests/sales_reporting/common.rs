@@ -41,6 +41,7 @@ impl Setup {
             database: self.database(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             business_timezone: business_timezone.to_string(),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 

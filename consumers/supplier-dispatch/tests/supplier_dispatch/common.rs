@@ -56,6 +56,7 @@ impl TestEnv {
             supplier_timeout: Duration::from_secs(2),
             dispatched_topic: self.dispatched.clone(),
             delivery_timeout: Duration::from_secs(10),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 

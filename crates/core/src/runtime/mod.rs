@@ -6,13 +6,15 @@
 
 mod dead_letter;
 mod keyed;
+mod metrics;
 mod offsets;
 mod republish;
 mod retry;
 
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{
@@ -20,6 +22,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
@@ -34,6 +37,7 @@ use crate::kafka;
 use crate::telemetry::{self, HeaderPairs};
 use dead_letter::DeadLetters;
 use keyed::{Job, KeyedScheduler};
+use metrics::{DeadLetterLabels, DeadLetterReason, Lag, TopicLabels, METRICS};
 use offsets::{OffsetTracker, Partition};
 use republish::Republisher;
 use retry::{History, Retries};
@@ -269,14 +273,33 @@ pub enum RuntimeError {
     MissingTopic(String),
 }
 
+/// How often librdkafka reports the statistics the consumer-lag gauge is read from.
+const LAG_REFRESH: Duration = Duration::from_secs(5);
+
 /// Gives up partitions cleanly: waits for their running handlers and commits what finished
-/// before the next owner takes over, so committed work is never lost or redone.
+/// before the next owner takes over, so committed work is never lost or redone. Also keeps the
+/// consumer-lag gauge of the partitions it owns.
 struct RebalanceContext {
     tracker: Arc<OffsetTracker>,
     drain_timeout: Duration,
+    assigned: Mutex<BTreeSet<Partition>>,
+    lag: Lag,
 }
 
-impl ClientContext for RebalanceContext {}
+impl RebalanceContext {
+    fn assigned(&self) -> std::sync::MutexGuard<'_, BTreeSet<Partition>> {
+        self.assigned
+            .lock()
+            .expect("the assignment lock is never poisoned")
+    }
+}
+
+impl ClientContext for RebalanceContext {
+    fn stats(&self, statistics: Statistics) {
+        let assigned = self.assigned().clone();
+        self.lag.refresh(&statistics, &assigned);
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -289,6 +312,10 @@ impl ConsumerContext for RebalanceContext {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         tracing::info!(?partitions, "partitions revoked");
+        for partition in &partitions {
+            self.assigned().remove(partition);
+        }
+        self.lag.forget(&partitions);
         let positions = block_in_place(|| self.tracker.revoke(&partitions, self.drain_timeout));
         if let Err(e) = commit(consumer, &positions, CommitMode::Sync) {
             tracing::warn!(error = %e, "commit on revocation failed; the next owner may redo some events");
@@ -303,6 +330,7 @@ impl ConsumerContext for RebalanceContext {
                 .map(|e| (e.topic().to_string(), e.partition()))
                 .collect();
             tracing::info!(?partitions, "partitions assigned");
+            self.assigned().extend(partitions);
         }
     }
 }
@@ -360,9 +388,18 @@ pub async fn run<H: Handler>(
             "session.timeout.ms",
             settings.session_timeout.as_millis().to_string(),
         )
+        .set(
+            "statistics.interval.ms",
+            LAG_REFRESH.as_millis().to_string(),
+        )
         .create_with_context(RebalanceContext {
             tracker: Arc::clone(&tracker),
             drain_timeout: settings.drain_timeout,
+            assigned: Mutex::default(),
+            lag: Lag {
+                group: settings.group_id.clone(),
+                shown: Mutex::default(),
+            },
         })?;
     for topic in [
         &settings.topic,
@@ -484,6 +521,8 @@ pub async fn run<H: Handler>(
     }
     commit_progress(&consumer, &tracker, CommitMode::Sync);
     consumer.unsubscribe();
+    let owned: Vec<Partition> = consumer.context().assigned().iter().cloned().collect();
+    consumer.context().lag.forget(&owned);
     tracing::info!(group = %shared.settings.group_id, "consumer stopped");
     Ok(())
 }
@@ -555,8 +594,25 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
                 handle_with_retries(shared, &event, &delivery).await
             }
         };
+        let group = &shared.settings.group_id;
         match outcome {
-            Ok(()) => tracing::debug!("handled"),
+            Ok(()) => {
+                tracing::debug!("handled");
+                METRICS
+                    .processed
+                    .get_or_create(&TopicLabels {
+                        group: group.clone(),
+                        topic: delivery.topic.clone(),
+                    })
+                    .inc();
+                // A retry-topic message is a copy written later (a retry, a redrive, a replay):
+                // its timestamp is not when the order was placed.
+                if delivery.topic == shared.settings.topic {
+                    if let Some(age) = since_timestamp(message) {
+                        metrics::observe(&METRICS.end_to_end, group, age);
+                    }
+                }
+            }
             Err(Failure::Handler {
                 error: e @ HandlerError::Retryable { .. },
                 attempts,
@@ -565,12 +621,20 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
                     .retries
                     .park(message, history, &e.to_string(), attempts)
                     .await;
+                METRICS.parked.get_or_create(&metrics::group(group)).inc();
             }
             Err(failure) => {
                 shared
                     .dead_letters
                     .publish(message, history, &failure.reason(), failure.attempts())
                     .await;
+                METRICS
+                    .dead_lettered
+                    .get_or_create(&DeadLetterLabels {
+                        group: group.clone(),
+                        reason: failure.kind().label(),
+                    })
+                    .inc();
             }
         }
     }
@@ -587,6 +651,17 @@ enum Failure {
 }
 
 impl Failure {
+    fn kind(&self) -> DeadLetterReason {
+        match self {
+            Self::Poison(_) => DeadLetterReason::Poison,
+            Self::Handler {
+                error: HandlerError::Retryable { .. },
+                ..
+            } => DeadLetterReason::RetriesExhausted,
+            Self::Handler { .. } => DeadLetterReason::Permanent,
+        }
+    }
+
     fn attempts(&self) -> u32 {
         match self {
             Self::Poison(_) => 0,
@@ -617,7 +692,7 @@ async fn handle_with_retries<H: Handler>(
     let mut attempts = 0u32;
     let result = (|| {
         attempts += 1;
-        shared.handler.handle(event, delivery)
+        timed(&s.group_id, shared.handler.handle(event, delivery))
     })
     .retry(
         ExponentialBuilder::default()
@@ -628,9 +703,34 @@ async fn handle_with_retries<H: Handler>(
     )
     .when(HandlerError::is_retryable)
     .adjust(|e, backoff| honour_retry_after(e, backoff, s.retry_after_max))
-    .notify(|e, wait| tracing::warn!(error = %e, ?wait, "handler failed; retrying"))
+    .notify(|e, wait| {
+        tracing::warn!(error = %e, ?wait, "handler failed; retrying");
+        METRICS
+            .retried
+            .get_or_create(&metrics::group(&s.group_id))
+            .inc();
+    })
     .await;
     result.map_err(|error| Failure::Handler { error, attempts })
+}
+
+/// One handler call, recorded in the handler-duration histogram whatever its outcome.
+async fn timed<F: Future<Output = Result<(), HandlerError>>>(
+    group: &str,
+    call: F,
+) -> Result<(), HandlerError> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics::observe(&METRICS.handler_duration, group, started.elapsed());
+    result
+}
+
+/// How long ago the message was written, by its Kafka timestamp; `None` without one, or when
+/// the producer's clock is ahead of ours.
+fn since_timestamp(message: &OwnedMessage) -> Option<Duration> {
+    let written = message.timestamp().to_millis()?;
+    let now = chrono::Utc::now().timestamp_millis();
+    u64::try_from(now - written).ok().map(Duration::from_millis)
 }
 
 /// The wait before the next attempt: the backoff, or the peer's `Retry-After` when that is longer

@@ -44,6 +44,7 @@ pub async fn spawn_app_with(kafka: KafkaConfig, topic: String) -> TestApp {
         payment_timeout: Duration::from_secs(2),
         topic: topic.clone(),
         delivery_timeout: Duration::from_secs(3),
+        metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
     };
     let checkout = checkout::start(settings.clone(), pool.clone())
         .await

@@ -3,4 +3,5 @@
 mod api;
 mod common;
 mod kafka_outage;
+mod metrics;
 mod relay;
