@@ -18,7 +18,6 @@ use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
 use orderflow_testkit::{self as kit, produce_with_headers as produce, sample_order_placed};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
-use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -170,22 +169,6 @@ impl Handler for Scripted {
     }
 }
 
-/// Runs the handler in the background; the returned sender stops it.
-fn start<H: Handler>(
-    settings: ConsumerSettings,
-    handler: H,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        runtime::run(&kit::kafka(), settings, handler, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("runtime");
-    });
-    (stop, task)
-}
-
 async fn committed(s: &Setup, topic: &str) -> Option<i64> {
     kit::committed_offset(&s.group, topic, 0).await
 }
@@ -209,7 +192,7 @@ async fn a_failing_event_is_parked_on_the_retry_topic_while_its_partition_moves_
     .await;
     produce(&s.topic, "later", &order("later"), &[]).await;
     let handler = Scripted::new(&[("stuck", Script::FailTimes(2))]);
-    let (stop, task) = start(settings(&s, 3, delay), handler.clone());
+    let (stop, task) = kit::spawn_runtime(settings(&s, 3, delay), handler.clone());
 
     let parked = kit::read_topic(&s.retry, 1, WAIT).await;
     assert_eq!(parked.len(), 1);
@@ -263,7 +246,8 @@ async fn an_event_out_of_rounds_is_dead_lettered_with_all_its_attempts() {
     let s = setup().await;
     produce(&s.topic, "doomed", &order("doomed"), &[]).await;
     let handler = Scripted::new(&[("doomed", Script::FailTimes(u32::MAX))]);
-    let (stop, task) = start(settings(&s, 2, Duration::from_millis(200)), handler.clone());
+    let (stop, task) =
+        kit::spawn_runtime(settings(&s, 2, Duration::from_millis(200)), handler.clone());
     let dead = kit::read_topic(&s.dlq, 1, WAIT).await;
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -326,7 +310,8 @@ async fn a_redriven_event_that_fails_again_counts_its_earlier_attempts() {
         ("refused", Script::Refuse),
         ("flaky", Script::FailTimes(u32::MAX)),
     ]);
-    let (stop, task) = start(settings(&s, 1, Duration::from_millis(100)), handler.clone());
+    let (stop, task) =
+        kit::spawn_runtime(settings(&s, 1, Duration::from_millis(100)), handler.clone());
     let dead = kit::read_topic(&s.dlq, 3, WAIT).await;
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -389,7 +374,8 @@ async fn a_retry_waits_for_its_time_without_holding_up_other_events() {
     produce(&s.retry, "other", &order("other"), &[]).await;
     produce(&s.topic, "fresh", &order("fresh"), &[]).await;
     let handler = Scripted::default();
-    let (stop, task) = start(settings(&s, 3, Duration::from_millis(100)), handler.clone());
+    let (stop, task) =
+        kit::spawn_runtime(settings(&s, 3, Duration::from_millis(100)), handler.clone());
     assert!(handler.wait_handled("other").await);
     assert!(handler.wait_handled("fresh").await);
     assert!(
@@ -430,7 +416,7 @@ async fn a_shutdown_does_not_wait_for_a_retry_and_leaves_it_to_be_read_again() {
     let handler = Scripted::default();
     let mut settings = settings(&s, 3, Duration::from_millis(100));
     settings.drain_timeout = Duration::from_secs(20);
-    let (stop, task) = start(settings, handler.clone());
+    let (stop, task) = kit::spawn_runtime(settings, handler.clone());
     assert!(handler.wait_handled("before").await);
     assert!(handler.wait_handled("after").await);
     assert!(kit::eventually(WAIT, || async { committed(&s, &s.retry).await == Some(1) }).await);
@@ -485,7 +471,8 @@ async fn reprocess_runs_an_event_the_group_already_processed_again() {
     };
     let event = order("again");
     produce(&s.topic, "again", &event, &[]).await;
-    let (stop, task) = start(settings(&s, 3, Duration::from_millis(100)), handler.clone());
+    let (stop, task) =
+        kit::spawn_runtime(settings(&s, 3, Duration::from_millis(100)), handler.clone());
     assert!(kit::eventually(WAIT, || async { handler.claims.lock().unwrap().len() == 1 }).await);
     let origin = [
         (ORIGIN_TOPIC, s.topic.as_str()),

@@ -12,7 +12,6 @@ use orderflow_core::topics::{dead_letter_topic, retry_topic};
 use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
 use orderflow_testkit::{self as kit, sample_order_placed};
 use rdkafka::Message;
-use tokio::sync::oneshot;
 
 /// Records what it handled; fails as scripted per order id.
 #[derive(Clone, Default)]
@@ -112,22 +111,6 @@ fn orders(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Runs the handler in the background; the returned sender stops it.
-fn start(
-    settings: ConsumerSettings,
-    handler: Recorder,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        runtime::run(&kit::kafka(), settings, handler, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("runtime");
-    });
-    (stop, task)
-}
-
 async fn wait_handled(handler: &Recorder, n: usize) -> bool {
     kit::eventually(Duration::from_secs(40), || async {
         handler.handled_ids().len() >= n
@@ -141,7 +124,7 @@ async fn every_event_is_handled_and_committed_after_graceful_shutdown() {
     let batch = orders("ok", 30);
     kit::produce(&s.topic, &batch).await;
     let handler = Recorder::default();
-    let (stop, task) = start(settings(&s), handler.clone());
+    let (stop, task) = kit::spawn_runtime(settings(&s), handler.clone());
     assert!(wait_handled(&handler, 30).await);
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -186,7 +169,7 @@ async fn events_of_one_order_keep_their_order_while_others_overtake() {
         )])),
         ..Default::default()
     };
-    let (stop, task) = start(settings(&s), handler.clone());
+    let (stop, task) = kit::spawn_runtime(settings(&s), handler.clone());
     assert!(wait_handled(&handler, 4).await);
     stop.send(()).unwrap();
     task.await.unwrap();
@@ -222,7 +205,7 @@ async fn poison_and_failing_events_go_to_the_dead_letters_and_the_partition_move
         ])),
         ..Default::default()
     };
-    let (stop, task) = start(settings(&s), handler.clone());
+    let (stop, task) = kit::spawn_runtime(settings(&s), handler.clone());
     let dead = kit::read_topic(&s.dlq, 3, Duration::from_secs(40)).await;
     assert!(wait_handled(&handler, 2).await);
     stop.send(()).unwrap();
@@ -355,7 +338,7 @@ async fn a_killed_consumer_s_uncommitted_events_go_to_its_successor() {
     );
 
     let successor = Recorder::default();
-    let (stop, task) = start(settings(&s), successor.clone());
+    let (stop, task) = kit::spawn_runtime(settings(&s), successor.clone());
     let expected = 20 - committed as usize;
     assert!(
         wait_handled(&successor, expected).await,
@@ -395,7 +378,7 @@ async fn a_member_joining_mid_stream_takes_partitions_without_redoing_committed_
         delay: Duration::from_millis(20),
         ..Default::default()
     };
-    let (stop_first, task_first) = start(settings(&s), first.clone());
+    let (stop_first, task_first) = kit::spawn_runtime(settings(&s), first.clone());
     let batch = orders("rebalance", 80);
     let producer = tokio::spawn({
         let topic = s.topic.clone();
@@ -408,7 +391,7 @@ async fn a_member_joining_mid_stream_takes_partitions_without_redoing_committed_
     });
     assert!(wait_handled(&first, 10).await);
     // A second member joins while events keep coming: cooperative-sticky moves some partitions.
-    let (stop_second, task_second) = start(settings(&s), second.clone());
+    let (stop_second, task_second) = kit::spawn_runtime(settings(&s), second.clone());
     producer.await.unwrap();
     assert!(
         kit::eventually(Duration::from_secs(40), || async {

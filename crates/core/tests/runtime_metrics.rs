@@ -6,10 +6,8 @@
 use std::time::Duration;
 
 use orderflow_core::observe::metrics;
-use orderflow_core::runtime;
 use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
 use orderflow_testkit::{self as kit, metric, sample_order_placed, ConsumerFixture};
-use tokio::sync::oneshot;
 
 /// `ok-*` succeed, `perm` fails permanently, `flaky` fails retryably every time.
 struct ByKey;
@@ -46,13 +44,7 @@ async fn every_outcome_is_counted_with_its_group_and_reason() {
     messages.push(("poison".to_string(), vec![0xC3, 0x01, 0, 0]));
     kit::produce(&s.topic, &messages).await;
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let consumer = tokio::spawn(async move {
-        runtime::run(&kit::kafka(), settings, ByKey, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let (stop, consumer) = kit::spawn_runtime(settings, ByKey);
     let dead = kit::read_topic(&s.dlq, 3, Duration::from_secs(60)).await;
     assert_eq!(dead.len(), 3, "perm, flaky and poison are dead-lettered");
     // The counter follows the dead letter's publication.
@@ -73,7 +65,7 @@ async fn every_outcome_is_counted_with_its_group_and_reason() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop.send(());
-    consumer.await.unwrap().unwrap();
+    consumer.await.unwrap();
 
     assert_eq!(
         metric(

@@ -12,7 +12,7 @@ use orderflow_core::event::{
     Totals,
 };
 use orderflow_core::kafka::{self, TopicSpec};
-use orderflow_core::runtime::ConsumerSettings;
+use orderflow_core::runtime::{self, ConsumerSettings, Handler};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
@@ -471,6 +471,26 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
             })
             .then(|| value.trim().parse().ok())?
     })
+}
+
+/// The consumer runtime over `handler` on the test stack, in the background until the returned
+/// sender is used or dropped; the task panics if the runtime fails.
+pub fn spawn_runtime<H: Handler>(
+    settings: ConsumerSettings,
+    handler: H,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        runtime::run(&kafka(), settings, handler, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("runtime");
+    });
+    (stop, task)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use orderflow_simulators::supplier::Behaviour;
 use crate::infra::Infra;
 use crate::invariants::{check, BadEvent, Expected};
 use crate::load::{place_orders, LoadOutcome};
-use crate::pipeline::{Pipeline, CONSUMERS};
+use crate::pipeline::{Pipeline, CONSUMERS, SERVICES};
 use crate::topic::{produce, read_all};
 
 /// What strikes during a scenario.
@@ -41,16 +41,16 @@ pub enum Fault {
 }
 
 /// A named scenario.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Scenario {
-    pub name: &'static str,
+    pub name: String,
     pub fault: Fault,
 }
 
 /// What a scenario saw.
 #[derive(Debug)]
 pub struct Outcome {
-    pub name: &'static str,
+    pub name: String,
     pub accepted: usize,
     /// Events on the orders topic at the end (accepted orders, copies and bad events).
     pub events: usize,
@@ -64,58 +64,36 @@ pub struct Outcome {
 
 /// The full list, in the order the suite runs them.
 pub fn all() -> Vec<Scenario> {
-    let mut list: Vec<Scenario> = [
-        "supplier-dispatch",
-        "notifications",
-        "mailer",
-        "accounting",
-        "sales-reporting",
-        "product-analytics",
-        "checkout",
-    ]
-    .into_iter()
-    .map(|service| Scenario {
-        name: Box::leak(format!("kill-{service}").into_boxed_str()),
-        fault: Fault::Kill(service),
-    })
-    .collect();
+    let scenario = |name: &str, fault| Scenario {
+        name: name.to_string(),
+        fault,
+    };
+    let mut list: Vec<Scenario> = SERVICES
+        .into_iter()
+        .map(|service| scenario(&format!("kill-{service}"), Fault::Kill(service)))
+        .collect();
     list.extend([
-        Scenario {
-            name: "kafka-outage",
-            fault: Fault::KafkaOutage(Duration::from_secs(15)),
-        },
-        Scenario {
-            name: "postgres-outage",
-            fault: Fault::PostgresOutage(Duration::from_secs(30)),
-        },
-        Scenario {
-            name: "rabbitmq-outage",
-            fault: Fault::RabbitMqOutage(Duration::from_secs(20)),
-        },
-        Scenario {
-            name: "supplier-trouble",
-            fault: Fault::SupplierTrouble(Duration::from_secs(20)),
-        },
-        Scenario {
-            name: "smtp-refusing",
-            fault: Fault::SmtpRefusing(Duration::from_secs(20)),
-        },
-        Scenario {
-            name: "rebalance",
-            fault: Fault::Rebalance,
-        },
-        Scenario {
-            name: "duplicates",
-            fault: Fault::Duplicates,
-        },
-        Scenario {
-            name: "bad-events",
-            fault: Fault::BadEvents,
-        },
-        Scenario {
-            name: "replay-last-hour",
-            fault: Fault::Replay,
-        },
+        scenario("kafka-outage", Fault::KafkaOutage(Duration::from_secs(15))),
+        scenario(
+            "postgres-outage",
+            Fault::PostgresOutage(Duration::from_secs(30)),
+        ),
+        scenario(
+            "rabbitmq-outage",
+            Fault::RabbitMqOutage(Duration::from_secs(20)),
+        ),
+        scenario(
+            "supplier-trouble",
+            Fault::SupplierTrouble(Duration::from_secs(20)),
+        ),
+        scenario(
+            "smtp-refusing",
+            Fault::SmtpRefusing(Duration::from_secs(20)),
+        ),
+        scenario("rebalance", Fault::Rebalance),
+        scenario("duplicates", Fault::Duplicates),
+        scenario("bad-events", Fault::BadEvents),
+        scenario("replay-last-hour", Fault::Replay),
     ]);
     list
 }
@@ -126,7 +104,7 @@ const SETTLE: Duration = Duration::from_secs(240);
 /// Runs one scenario with `orders` orders.
 pub async fn run(infra: &mut Infra, scenario: Scenario, orders: usize) -> Outcome {
     let started = Instant::now();
-    let mut pipeline = Pipeline::start(infra, scenario.name).await;
+    let mut pipeline = Pipeline::start(infra, &scenario.name).await;
     let shop = pipeline.storefront();
     let load = {
         let shop = shop.clone();
