@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Local infrastructure for orderflow without Docker: one Kafka broker (KRaft),
-# PostgreSQL 15 and RabbitMQ, all on loopback, for development and the
-# integration tests. docker-compose.yml and deploy/k8s/ describe the same
+# PostgreSQL 15, RabbitMQ, Jaeger (traces) and Apicurio Registry (the optional
+# Confluent framing), all on loopback, for development and the integration
+# tests. docker-compose.yml and deploy/k8s/ describe the same
 # services for machines that have Docker or Kubernetes.
 #
 # Usage: scripts/stack.sh up|down|status|env
 #   up      install what is missing, start everything, create the topics of
 #           deploy/topics.txt; a no-op (plus status) when all is running
-#   down    stop the three services
+#   down    stop the five services
 #   status  one line per service; exit status 1 when any is down
 #   env     the ORDERFLOW_* variables, as export lines for eval
 #
@@ -19,6 +20,10 @@ set -euo pipefail
 
 # shellcheck source=scripts/lib/kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/kafka.sh"
+# shellcheck source=scripts/lib/jaeger.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/jaeger.sh"
+# shellcheck source=scripts/lib/apicurio.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apicurio.sh"
 
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
@@ -55,7 +60,7 @@ AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
 # The servers, plus the native build dependencies of the rdkafka crate
 # (librdkafka is built from source by its cmake-build feature; without
 # libcurl's headers that build stops at curl/curl.h).
-APT_PACKAGES=(postgresql rabbitmq-server
+APT_PACKAGES=(postgresql rabbitmq-server curl
   cmake libcurl4-openssl-dev libssl-dev zlib1g-dev libzstd-dev pkg-config)
 
 # ---------------------------------------------------------------- packages --
@@ -100,14 +105,8 @@ ensure_packages() {
 # ------------------------------------------------------------------- kafka --
 
 # Prints the pid of the broker this script started, if it is still running.
-# The command line is checked too: after a reboot the pid may be another's.
 kafka_pid() {
-  local pid
-  [[ -f $KAFKA_PID_FILE ]] || return 1
-  pid=$(<"$KAFKA_PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  grep -qa 'kafka\.Kafka' "/proc/$pid/cmdline" 2>/dev/null || return 1
-  printf '%s\n' "$pid"
+  running_pid "$KAFKA_PID_FILE" 'kafka\.Kafka'
 }
 
 kafka_start() {
@@ -126,18 +125,7 @@ kafka_start() {
 
   info "starting Kafka $KAFKA_VERSION on $KAFKA_BROKERS (log: $KAFKA_LOG)"
   kafka_broker_cmd "$KAFKA_PROPS" "$KAFKA_HEAP" "$KAFKA_LOG"
-  rm -f "$KAFKA_PID_FILE"
-  # A session of its own, so the broker outlives this script and ignores the
-  # terminal's Ctrl-C. setsid may fork, so $! is not the JVM's pid: the inner
-  # shell writes its own pid, which exec hands on to the JVM.
-  # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
-  setsid bash -c 'echo $$ >"$0" && exec "$@"' "$KAFKA_PID_FILE" "${KAFKA_CMD[@]}" \
-    >>"$KAFKA_OUT" 2>&1 </dev/null &
-  local deadline=$((SECONDS + 10))
-  until [[ -s $KAFKA_PID_FILE ]]; do
-    ((SECONDS < deadline)) || die "Kafka did not start, see $KAFKA_OUT"
-    sleep 0.1
-  done
+  start_detached "$KAFKA_PID_FILE" "$KAFKA_OUT" "${KAFKA_CMD[@]}"
 }
 
 kafka_fail() {
@@ -167,21 +155,11 @@ kafka_wait() {
 }
 
 kafka_stop() {
-  local pid deadline
+  local pid
+  # SIGTERM makes the broker shut down cleanly, so the next start skips log
+  # recovery; that can take a while.
   if pid=$(kafka_pid); then
-    info "stopping Kafka (pid $pid)"
-    # SIGTERM makes the broker shut down cleanly, so the next start skips
-    # log recovery.
-    kill -TERM "$pid"
-    deadline=$((SECONDS + 60))
-    while kill -0 "$pid" 2>/dev/null; do
-      if ((SECONDS >= deadline)); then
-        warn "Kafka did not stop within 60s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        break
-      fi
-      sleep 0.5
-    done
+    stop_pid Kafka "$pid" 60
   fi
   rm -f "$KAFKA_PID_FILE"
 }
@@ -427,6 +405,7 @@ print_env() {
   printf 'export ORDERFLOW_KAFKA_BROKERS=%s\n' "$KAFKA_BROKERS"
   printf 'export ORDERFLOW_DATABASE_URL=%s\n' "$DATABASE_URL"
   printf 'export ORDERFLOW_AMQP_URL=%s\n' "$AMQP_URL"
+  printf 'export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:%s\n' "$JAEGER_OTLP_PORT"
 }
 
 cmd_status() {
@@ -450,6 +429,22 @@ cmd_status() {
   fi
   printf '%-9s %-5s %-16s %s\n' rabbitmq "$state" "127.0.0.1:$AMQP_PORT" \
     "(node $RABBITMQ_NODE; log $RABBITMQ_LOG)"
+
+  if pid=$(jaeger_pid) && port_open "$JAEGER_OTLP_PORT"; then
+    state=up detail="pid $pid, log $JAEGER_LOG"
+  else
+    state=down detail="log $JAEGER_LOG" down=$((down + 1))
+  fi
+  printf '%-9s %-5s %-16s %s\n' jaeger "$state" "127.0.0.1:$JAEGER_OTLP_PORT" \
+    "(OTLP/HTTP; UI http://127.0.0.1:$JAEGER_UI_PORT; $detail)"
+
+  if pid=$(apicurio_pid) && port_open "$APICURIO_PORT"; then
+    state=up detail="pid $pid, log $APICURIO_LOG"
+  else
+    state=down detail="log $APICURIO_LOG" down=$((down + 1))
+  fi
+  printf '%-9s %-5s %-16s %s\n' registry "$state" "127.0.0.1:$APICURIO_PORT" \
+    "(Apicurio $APICURIO_VERSION; $SCHEMA_REGISTRY_URL; $detail)"
   ((down == 0))
 }
 
@@ -457,16 +452,28 @@ cmd_up() {
   local started=$SECONDS
   mkdir -p "$STACK_LOG_DIR" "$STACK_RUN_DIR" "$KAFKA_HOME"
   ensure_packages
+  # Jaeger's first build takes minutes: it runs while the others start.
+  local jaeger_build
+  jaeger_fetch >/dev/null 2>>"$JAEGER_BUILD_LOG" &
+  jaeger_build=$!
   # Everything is started before anything is waited for, so PostgreSQL and
   # RabbitMQ boot while Maven fetches jars and the broker's JVM starts.
   pg_start
   rabbitmq_start
   kafka_start
+  apicurio_start
   pg_wait
   pg_configure
   rabbitmq_wait
   kafka_wait
+  apicurio_wait
   ensure_topics
+  wait "$jaeger_build" || {
+    show_log_tail "$JAEGER_BUILD_LOG"
+    die "building Jaeger failed (see $JAEGER_BUILD_LOG)"
+  }
+  jaeger_start
+  jaeger_wait
   cmd_status
   echo
   echo "# Use with: eval \"\$(scripts/stack.sh env)\""
@@ -475,6 +482,8 @@ cmd_up() {
 }
 
 cmd_down() {
+  apicurio_stop
+  jaeger_stop
   kafka_stop
   pg_stop
   rabbitmq_stop

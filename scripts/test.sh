@@ -14,6 +14,7 @@ if ! python3 -c "import pyarrow" 2>/dev/null; then
 fi
 # The back office's contract against the AsyncAPI specification (needs only node).
 "$ORDERFLOW_ROOT/scripts/check-asyncapi.sh"
+"$ORDERFLOW_ROOT/scripts/check-monitoring.sh"
 export ORDERFLOW_KAFKA_BROKERS=127.0.0.1:9092
 export ORDERFLOW_DATABASE_URL=postgres://orderflow:orderflow@127.0.0.1:5432/orderflow
 export ORDERFLOW_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
@@ -29,4 +30,11 @@ status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary (the last binary alone may have no tests).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+# CI shows the end of the output: repeat what failed there, with the fault suite's table.
+if [ "$status" -ne 0 ]; then
+  echo "what failed:"
+  grep -E '^test .* \.\.\. FAILED$|^error: test failed' "$log" || true
+  grep -A3 "panicked at" "$log" | cut -c1-400 || true
+  awk '/^scenario +accepted/ { table = 1 } table && /^test result:/ { table = 0 } table' "$log"
+fi
 exit "$status"

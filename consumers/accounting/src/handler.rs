@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
+use orderflow_core::db;
 use orderflow_core::idempotency::IdempotencyStore;
 use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use tracing::Instrument;
 
 use crate::chart::Chart;
 use crate::entry;
@@ -34,13 +36,16 @@ impl Handler for Journal {
             tracing::debug!(event_id = %order.event_id, "already journaled");
             return Ok(());
         };
-        match store::book(&mut tx, &entry, &self.time_zone).await? {
+        match store::book(&mut tx, &entry, &self.time_zone)
+            .instrument(db::span("INSERT", "journal_entries"))
+            .await?
+        {
             Booked::New {
                 entry_id,
                 placed_date,
                 entry_date,
             } => {
-                tx.commit().await?;
+                db::commit(tx).await?;
                 if placed_date != entry_date {
                     tracing::warn!(order_id = %order.order_id, entry_id, %placed_date, %entry_date,
                         "order arrived after its day was exported; journaled on the next open day");
@@ -65,7 +70,7 @@ impl Handler for Journal {
                         entry.currency,
                     )));
                 }
-                tx.commit().await?;
+                db::commit(tx).await?;
                 tracing::info!(order_id = %order.order_id, entry_id = existing.entry_id,
                     first_event_id = %existing.event_id, reprocess = delivery.reprocess,
                     "order already journaled");

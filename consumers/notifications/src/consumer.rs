@@ -5,8 +5,10 @@
 //! they carry the same `Message-ID`, and the mailer sends each `Message-ID` once. A later event
 //! for an order already queued (a replay with a new event id) publishes nothing.
 
+use orderflow_core::db;
 use orderflow_core::idempotency::IdempotencyStore;
 use orderflow_core::{telemetry, Delivery, Handler, HandlerError, OrderPlaced};
+use tracing::Instrument;
 
 use crate::queue::Publisher;
 use crate::render::{Rendered, Renderer};
@@ -36,26 +38,36 @@ impl Handler for Notifier {
             .iter()
             .map(|r| r.email.message_id.clone())
             .collect();
-        let queued = store::already_queued(&mut tx, &ids).await?;
+        let queued = store::already_queued(&mut tx, &ids)
+            .instrument(db::span("SELECT", "queued_emails"))
+            .await?;
         let fresh: Vec<&Rendered> = rendered
             .iter()
             .filter(|r| !queued.contains(&r.email.message_id))
             .collect();
         if !fresh.is_empty() {
-            let trace = telemetry::current_context_headers();
+            let span = telemetry::producer_span("rabbitmq", self.publisher.queue());
+            let trace = telemetry::context_headers(&span);
             let messages: Vec<(&[u8], _)> = fresh
                 .iter()
                 .map(|r| (r.email.raw.as_slice(), r.email.properties(trace.clone())))
                 .collect();
-            self.publisher
+            if let Err(e) = self
+                .publisher
                 .publish(messages)
+                .instrument(span.clone())
                 .await
-                .map_err(HandlerError::retryable)?;
+            {
+                telemetry::record_error(&span, "publish", &e.to_string());
+                return Err(HandlerError::retryable(e));
+            }
         }
         for r in &fresh {
-            store::record_queued(&mut tx, &order.event_id, r).await?;
+            store::record_queued(&mut tx, &order.event_id, r)
+                .instrument(db::span("INSERT", "queued_emails"))
+                .await?;
         }
-        tx.commit().await?;
+        db::commit(tx).await?;
         tracing::info!(
             order_id = %order.order_id,
             queued = fresh.len(),

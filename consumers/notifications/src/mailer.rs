@@ -15,13 +15,14 @@
 //! the receiver can spot the copy. `sent_emails.interrupted` counts interrupted attempts.
 
 mod lookup;
+mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::future::BoxFuture;
@@ -44,6 +45,7 @@ use orderflow_core::telemetry::{self, HeaderPairs};
 use sqlx::PgPool;
 use tracing::Instrument;
 
+use self::metrics::{EmailOutcome, SmtpResult};
 use crate::email::{self, Email};
 use crate::queue::{self, AmqpSettings, PublishError};
 use crate::store::{self, Claim, SendGuard};
@@ -380,8 +382,11 @@ impl Mailer {
             .unwrap_or_default();
         let span = tracing::info_span!(
             "deliver_email",
+            otel.name = %format!("process {}", self.settings.amqp.queue),
             otel.kind = "consumer",
             messaging.system = "rabbitmq",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
             messaging.destination.name = %self.settings.amqp.queue,
             messaging.message.id = %message_id,
             redelivered = delivery.redelivered,
@@ -415,6 +420,7 @@ impl Mailer {
             Err(e) => {
                 // The database is unavailable: nothing was sent; let the broker keep the message.
                 tracing::warn!(error = %e, "database error; requeueing the e-mail");
+                metrics::email(&self.settings.amqp.queue, EmailOutcome::Requeued);
                 tokio::time::sleep(self.settings.retry.min_delay).await;
                 requeue(&delivery).await?;
                 return Ok(());
@@ -440,14 +446,17 @@ impl Mailer {
 
     /// Sends `email` unless a previous delivery already did, retrying temporary failures.
     async fn send(&self, email: &Email, envelope: &Envelope) -> Result<Outcome, sqlx::Error> {
+        let queue = &self.settings.amqp.queue;
         let mut guard = match store::claim(&self.pool, email).await? {
             Claim::Send(guard) => guard,
             Claim::AlreadySent => {
                 tracing::info!("already sent; dropping this copy");
+                metrics::email(queue, EmailOutcome::Duplicate);
                 return Ok(Outcome::AlreadyDone);
             }
             Claim::AlreadyFailed => {
                 tracing::info!("already dead-lettered; dropping this copy");
+                metrics::email(queue, EmailOutcome::Duplicate);
                 return Ok(Outcome::AlreadyDone);
             }
         };
@@ -458,11 +467,46 @@ impl Mailer {
             )
             .await?;
             guard.release().await;
+            metrics::email(queue, EmailOutcome::Recovered);
             return Ok(Outcome::Delivered);
         }
         let mut delays = self.settings.retry.delays();
         loop {
-            match self.smtp.send_raw(envelope, &email.raw).await {
+            let span = tracing::info_span!(
+                "smtp",
+                otel.name = "SMTP send",
+                otel.kind = "client",
+                network.protocol.name = "smtp",
+                server.address = %self.settings.smtp.host,
+                server.port = self.settings.smtp.port,
+                smtp.response.code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            let started = Instant::now();
+            let sent = self
+                .smtp
+                .send_raw(envelope, &email.raw)
+                .instrument(span.clone())
+                .await;
+            let result = match &sent {
+                Ok(response) => {
+                    span.record("smtp.response.code", response.code().to_string());
+                    SmtpResult::Accepted
+                }
+                Err(e) => {
+                    let code = e.status().map_or("smtp".to_string(), |c| c.to_string());
+                    telemetry::record_error(&span, &code, &e.to_string());
+                    if e.is_permanent() || e.is_client() {
+                        SmtpResult::Permanent
+                    } else {
+                        SmtpResult::Temporary
+                    }
+                }
+            };
+            metrics::smtp_attempt(queue, result, started.elapsed());
+            match sent {
                 Ok(response) => {
                     let reply = format!(
                         "{} {}",
@@ -471,6 +515,7 @@ impl Mailer {
                     );
                     self.record_sent(&mut guard, &reply).await?;
                     guard.release().await;
+                    metrics::email(queue, EmailOutcome::Sent);
                     tracing::info!(order_id = %email.order_id, kind = email.kind.as_str(), smtp = %reply, "e-mail sent");
                     return Ok(Outcome::Delivered);
                 }
@@ -488,6 +533,7 @@ impl Mailer {
                     let Some(delay) = delays.next() else {
                         tracing::warn!(error = %e, "temporary SMTP failure; retries used up, requeueing");
                         guard.release().await;
+                        metrics::email(queue, EmailOutcome::Requeued);
                         return Ok(Outcome::Temporary);
                     };
                     tracing::warn!(error = %e, ?delay, "temporary SMTP failure; retrying");
@@ -599,6 +645,7 @@ impl Mailer {
             guard.release().await;
         }
         delivery.ack(BasicAckOptions::default()).await?;
+        metrics::email(&amqp.queue, EmailOutcome::DeadLettered);
         Ok(())
     }
 }

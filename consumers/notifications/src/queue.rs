@@ -182,6 +182,11 @@ impl Publisher {
         Ok(channel)
     }
 
+    /// The e-mail queue's name.
+    pub fn queue(&self) -> &str {
+        &self.settings.queue
+    }
+
     /// Publishes `messages` to the e-mail queue and waits for the broker's confirms.
     pub async fn publish(
         &self,

@@ -2,8 +2,10 @@
 //! claims the event id, so a redelivered event stages nothing. It writes no file itself, which
 //! keeps it fast and exactly-once; the flusher does the files.
 
+use orderflow_core::db;
 use orderflow_core::idempotency::IdempotencyStore;
 use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use tracing::Instrument;
 
 use crate::{line, staging};
 
@@ -28,8 +30,10 @@ impl Handler for StageLines {
             tracing::debug!(order_id = %order.order_id, "event already archived");
             return Ok(());
         };
-        let staged = staging::stage(&mut tx, &lines).await?;
-        tx.commit().await?;
+        let staged = staging::stage(&mut tx, &lines)
+            .instrument(db::span("INSERT", "staged_lines"))
+            .await?;
+        db::commit(tx).await?;
         tracing::debug!(
             order_id = %order.order_id,
             partition = delivery.partition,

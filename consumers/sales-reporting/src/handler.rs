@@ -1,7 +1,9 @@
 //! The consumer's handler: adds each order to its month, exactly once per event.
 
+use orderflow_core::db;
 use orderflow_core::idempotency::IdempotencyStore;
 use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use tracing::Instrument;
 
 use crate::sale::Sale;
 use crate::store;
@@ -29,8 +31,10 @@ impl Handler for SalesHandler {
             tracing::debug!(event_id = %order.event_id, "already counted");
             return Ok(());
         };
-        store::record(&mut tx, &sale).await?;
-        tx.commit().await?;
+        store::record(&mut tx, &sale)
+            .instrument(db::span("INSERT", "monthly_sales"))
+            .await?;
+        db::commit(tx).await?;
         tracing::debug!(order_id = %order.order_id, gross_minor = sale.total.gross_minor, "order counted");
         Ok(())
     }

@@ -179,6 +179,30 @@ pub async fn last_hour(pool: &PgPool) -> Result<Vec<(String, i64, i64)>, sqlx::E
     .await
 }
 
+/// The best-selling SKUs of the current month (in the business time zone): up to `limit` per
+/// currency, by gross, as (currency, sku, units, gross_minor).
+pub async fn top_products(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<(String, String, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT currency, key, units, gross_minor FROM (
+             SELECT b.currency, b.key, b.units, b.gross_minor,
+                    row_number() OVER (PARTITION BY b.currency
+                                       ORDER BY b.gross_minor DESC, b.key) AS rank
+             FROM monthly_sales_by b
+             WHERE b.dimension = 'sku'
+               AND b.month = date_trunc('month', now() AT TIME ZONE
+                                 (SELECT business_timezone FROM report_settings))::date
+         ) ranked
+         WHERE rank <= $1
+         ORDER BY currency, rank",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Deletes orders older than the retention; returns how many.
 pub async fn prune_recent(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(

@@ -3,7 +3,7 @@
 //! id is derived from (order, supplier), so a republish after a crash is recognisable downstream
 //! as the same event.
 
-use orderflow_core::codec::{self, DecodeError, EncodeError};
+use orderflow_core::codec::{self, EncodeError, SchemaFamily};
 use orderflow_core::Event;
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +39,8 @@ impl OrderDispatched {
 
 /// Lets a back-office consumer run on the same runtime over `orders.dispatched`.
 impl Event for OrderDispatched {
-    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode(&ORDER_DISPATCHED_SCHEMAS, bytes)
+    fn family() -> &'static SchemaFamily {
+        &ORDER_DISPATCHED_SCHEMAS
     }
 
     fn event_id(&self) -> &str {

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use orderflow_core::event::ORDER_DISPATCHED_SCHEMAS;
+use orderflow_core::registry::SchemaRegistry;
+use orderflow_core::{db, telemetry, Delivery, Handler, HandlerError, OrderPlaced};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
@@ -28,6 +30,8 @@ use crate::supplier::{print_jobs, PrintJob, SupplierClient, SupplierError};
 pub struct Publisher {
     pub producer: FutureProducer,
     pub topic: String,
+    /// Send Confluent-framed events, registering the schema (`ORDERFLOW_SCHEMA_REGISTRY_URL`).
+    pub registry: Option<SchemaRegistry>,
 }
 
 impl Publisher {
@@ -40,8 +44,22 @@ impl Publisher {
             ))
         })?;
         // Our own types failing to encode is a bug no retry fixes.
-        let payload = event.encode().map_err(HandlerError::permanent)?;
-        let trace = orderflow_core::telemetry::current_context_headers();
+        let mut payload = event.encode().map_err(HandlerError::permanent)?;
+        if let Some(registry) = &self.registry {
+            payload = registry
+                .confluent_frame(&self.topic, &ORDER_DISPATCHED_SCHEMAS, &payload)
+                .await
+                .map_err(|e| {
+                    if e.is_retryable() {
+                        HandlerError::retryable(e)
+                    } else {
+                        HandlerError::permanent(e)
+                    }
+                })?;
+        }
+        let span = telemetry::producer_span("kafka", &self.topic);
+        span.record("messaging.message.id", event.event_id.as_str());
+        let trace = telemetry::context_headers(&span);
         let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "content-type",
@@ -61,12 +79,18 @@ impl Publisher {
             .key(&row.order_id)
             .payload(&payload)
             .headers(headers);
-        self.producer
+        if let Err((e, _)) = self
+            .producer
             .send(record, Duration::ZERO)
+            .instrument(span.clone())
             .await
-            .map_err(|(e, _)| {
-                HandlerError::retryable(format!("publishing to {}: {e}", self.topic))
-            })?;
+        {
+            telemetry::record_error(&span, "publish", &e.to_string());
+            return Err(HandlerError::retryable(format!(
+                "publishing to {}: {e}",
+                self.topic
+            )));
+        }
         Ok(())
     }
 }
@@ -89,13 +113,18 @@ impl SupplierDispatch {
 
     /// One supplier's part of the order, from the row's state to an accepted, published job.
     async fn dispatch(&self, job: &PrintJob) -> Result<(), HandlerError> {
-        let row = match store::load(&self.pool, &job.order_id, &job.supplier_id).await? {
+        let row = match store::load(&self.pool, &job.order_id, &job.supplier_id)
+            .instrument(db::span("SELECT", "dispatches"))
+            .await?
+        {
             Some(row) if row.is_accepted() => row,
             _ => self.submit(job).await?,
         };
         if row.published_at.is_none() {
             self.publisher.publish(&row).await?;
-            store::mark_published(&self.pool, &row.order_id, &row.supplier_id).await?;
+            store::mark_published(&self.pool, &row.order_id, &row.supplier_id)
+                .instrument(db::span("UPDATE", "dispatches"))
+                .await?;
             tracing::info!(
                 job_id = row.job_id.as_deref().unwrap_or_default(),
                 attempts = row.attempts,
@@ -108,24 +137,36 @@ impl SupplierDispatch {
     /// Sends the job once and records the answer: accepted, refused (permanent) or unavailable
     /// (retryable, with the supplier's `Retry-After` when it gave one).
     async fn submit(&self, job: &PrintJob) -> Result<Dispatch, HandlerError> {
-        if store::begin_attempt(&self.pool, job).await?.is_none() {
+        if store::begin_attempt(&self.pool, job)
+            .instrument(db::span("INSERT", "dispatches"))
+            .await?
+            .is_none()
+        {
             // Another delivery of this order got the job accepted meanwhile.
             return store::load(&self.pool, &job.order_id, &job.supplier_id)
+                .instrument(db::span("SELECT", "dispatches"))
                 .await?
                 .ok_or_else(|| HandlerError::retryable("dispatch row vanished"));
         }
         let error = match self.supplier.submit(job).await {
-            Ok(job_id) => return Ok(store::mark_accepted(&self.pool, job, &job_id).await?),
+            Ok(job_id) => {
+                return Ok(store::mark_accepted(&self.pool, job, &job_id)
+                    .instrument(db::span("UPDATE", "dispatches"))
+                    .await?)
+            }
             Err(e) => e,
         };
         match error {
             SupplierError::Refused { .. } => {
                 store::record_failure(&self.pool, job, Failure::Rejected, &error.to_string())
+                    .instrument(db::span("UPDATE", "dispatches"))
                     .await?;
                 Err(HandlerError::permanent(error))
             }
             SupplierError::Unavailable { retry_after, .. } => {
-                store::record_failure(&self.pool, job, Failure::Failed, &error.to_string()).await?;
+                store::record_failure(&self.pool, job, Failure::Failed, &error.to_string())
+                    .instrument(db::span("UPDATE", "dispatches"))
+                    .await?;
                 Err(match retry_after {
                     Some(after) => HandlerError::retry_after(error, after),
                     None => HandlerError::retryable(error),
@@ -145,7 +186,6 @@ impl Handler for SupplierDispatch {
         let outcomes = join_all(jobs.iter().map(|job| {
             let span = tracing::info_span!(
                 "dispatch",
-                otel.kind = "client",
                 order_id = %job.order_id,
                 supplier_id = %job.supplier_id,
             );

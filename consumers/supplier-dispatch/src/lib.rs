@@ -156,6 +156,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Dispatcher, Error
         Publisher {
             producer,
             topic: settings.dispatched_topic.clone(),
+            registry: settings.consumer.schema_registry.clone(),
         },
     );
     tracing::info!(

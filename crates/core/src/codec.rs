@@ -2,6 +2,8 @@
 //! `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the writer's schema, then
 //! the Avro binary body. Any reader holding the `.avsc` files can decode a message; we resolve every
 //! known writer version into the newest one, so old events stay readable after the schema evolves.
+//! A body whose writer schema came from elsewhere (a schema registry, see `registry`) decodes with
+//! [`decode_with_writer`].
 
 use std::sync::OnceLock;
 
@@ -30,10 +32,11 @@ pub enum DecodeError {
         family: &'static str,
         fingerprint: String,
     },
-    #[error("malformed {family} v{version} body: {reason}")]
+    #[error("malformed {family} {writer} body: {reason}")]
     Malformed {
         family: &'static str,
-        version: usize,
+        /// `v<N>` for a known version, else where the writer schema came from.
+        writer: String,
         reason: String,
     },
 }
@@ -52,6 +55,8 @@ pub struct SchemaVersion {
     pub version: usize,
     pub schema: Schema,
     pub fingerprint: [u8; 8],
+    /// The `.avsc` text, with its docs and defaults, as a schema registry should hold it.
+    pub source: &'static str,
 }
 
 /// All versions of one event's schema, oldest first, parsed on first use.
@@ -90,6 +95,7 @@ impl SchemaFamily {
                         version: i + 1,
                         schema,
                         fingerprint,
+                        source,
                     }
                 })
                 .collect()
@@ -158,9 +164,11 @@ pub fn encode_value(
     Ok(out)
 }
 
-/// Decodes a single-object encoded message written with any known version into `T`, which
-/// mirrors the newest version.
-pub fn decode<T: DeserializeOwned>(family: &SchemaFamily, bytes: &[u8]) -> Result<T, DecodeError> {
+/// The writer version and the body of a single-object encoded message of `family`.
+pub fn split_single_object<'a>(
+    family: &'a SchemaFamily,
+    bytes: &'a [u8],
+) -> Result<(&'a SchemaVersion, &'a [u8]), DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError::TooShort(bytes.len()));
     }
@@ -175,13 +183,43 @@ pub fn decode<T: DeserializeOwned>(family: &SchemaFamily, bytes: &[u8]) -> Resul
                 family: family.name,
                 fingerprint: fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
             })?;
+    Ok((writer, &bytes[HEADER_LEN..]))
+}
+
+/// Decodes a single-object encoded message written with any known version into `T`, which
+/// mirrors the newest version.
+pub fn decode<T: DeserializeOwned>(family: &SchemaFamily, bytes: &[u8]) -> Result<T, DecodeError> {
+    let (writer, body) = split_single_object(family, bytes)?;
+    decode_body(family, &writer.schema, format!("v{}", writer.version), body)
+}
+
+/// Decodes an Avro binary body written with `writer` (from a schema registry, say) into `T`,
+/// resolving it into the family's newest version as for single-object messages.
+pub fn decode_with_writer<T: DeserializeOwned>(
+    family: &SchemaFamily,
+    writer: &Schema,
+    body: &[u8],
+) -> Result<T, DecodeError> {
+    let label = match family.by_fingerprint(&fingerprint_of(writer)) {
+        Some(known) => format!("v{}", known.version),
+        None => "(registry schema)".to_string(),
+    };
+    decode_body(family, writer, label, body)
+}
+
+fn decode_body<T: DeserializeOwned>(
+    family: &SchemaFamily,
+    writer: &Schema,
+    label: String,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
     let malformed = |reason: String| DecodeError::Malformed {
         family: family.name,
-        version: writer.version,
+        writer: label.clone(),
         reason,
     };
-    let mut body = &bytes[HEADER_LEN..];
-    let value = apache_avro::from_avro_datum(&writer.schema, &mut body, None)
+    let mut body = bytes;
+    let value = apache_avro::from_avro_datum(writer, &mut body, None)
         .map_err(|e| malformed(e.to_string()))?;
     if !body.is_empty() {
         return Err(malformed(format!(
@@ -191,12 +229,12 @@ pub fn decode<T: DeserializeOwned>(family: &SchemaFamily, bytes: &[u8]) -> Resul
     }
     // apache-avro reads a union cut off at the end of input as null, so a truncated message could
     // pass as one without its trailing optional fields: re-encoding must give back every byte.
-    let consumed = bytes.len() - HEADER_LEN;
-    let reencoded = apache_avro::to_avro_datum(&writer.schema, value.clone())
-        .map_err(|e| malformed(e.to_string()))?;
-    if reencoded.len() != consumed {
+    let reencoded =
+        apache_avro::to_avro_datum(writer, value.clone()).map_err(|e| malformed(e.to_string()))?;
+    if reencoded.len() != bytes.len() {
         return Err(malformed(format!(
-            "body is {consumed} bytes but its record takes {}: truncated",
+            "body is {} bytes but its record takes {}: truncated",
+            bytes.len(),
             reencoded.len()
         )));
     }

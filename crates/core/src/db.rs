@@ -2,9 +2,14 @@
 //! schema of its own, so services sharing one database never see each other's migrations.
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
+use tracing::Instrument;
 
 use crate::config::{self, ConfigError, Source};
+
+/// Taken, until the transaction ends, by whoever creates a service's schema.
+pub const LOCK_SCHEMA_CREATION: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('orderflow: create schema'))";
 
 /// Where a service's tables live.
 #[derive(Debug, Clone)]
@@ -43,16 +48,41 @@ impl DatabaseConfig {
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
+        // Two services sharing a schema (notifications and its mailer) start together, and
+        // concurrent `CREATE SCHEMA IF NOT EXISTS` can fail on the catalog's unique index; a
+        // transaction-scoped advisory lock makes the second wait and then find the schema.
+        let mut tx = admin.begin().await?;
+        sqlx::query(LOCK_SCHEMA_CREATION).execute(&mut *tx).await?;
         // The name is checked by `is_identifier`, so it is safe to splice in.
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema))
-            .execute(&admin)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         admin.close().await;
         PgPoolOptions::new()
             .max_connections(self.max_connections)
             .connect_with(options.options([("search_path", self.schema.as_str())]))
             .await
     }
+}
+
+/// A client span for work on PostgreSQL, named `{operation} {table}` after OpenTelemetry's
+/// database conventions, so a trace shows which statements an event cost. sqlx logs statements
+/// but opens no spans of its own.
+pub fn span(operation: &'static str, table: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "sql",
+        otel.name = %format!("{operation} {table}").trim_end(),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        db.collection.name = table,
+    )
+}
+
+/// Commits `tx` under a `COMMIT` span.
+pub async fn commit(tx: Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    tx.commit().instrument(span("COMMIT", "")).await
 }
 
 fn is_identifier(s: &str) -> bool {

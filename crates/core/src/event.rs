@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, DecodeError, EncodeError, SchemaFamily};
+use crate::codec::{self, EncodeError, SchemaFamily};
 use crate::runtime::Event;
 
 /// A paid order accepted by checkout; the event on `orders.placed`.
@@ -137,8 +137,8 @@ impl OrderPlaced {
 }
 
 impl Event for OrderPlaced {
-    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        codec::decode(&ORDER_PLACED_SCHEMAS, bytes)
+    fn family() -> &'static SchemaFamily {
+        &ORDER_PLACED_SCHEMAS
     }
 
     fn event_id(&self) -> &str {

@@ -4,7 +4,9 @@
 //! again (`orderflowctl replay --reprocess`); the claim then lets it through once more.
 
 use sqlx::{PgPool, Postgres, Transaction};
+use tracing::Instrument;
 
+use crate::db;
 use crate::runtime::Delivery;
 
 /// Processed event ids of one consumer group.
@@ -42,6 +44,16 @@ impl IdempotencyStore {
     /// when it is done, and stamps it processed again; concurrent reprocessing claims still wait
     /// for each other, so they run one after the other.
     pub async fn claim(
+        &self,
+        event_id: &str,
+        delivery: &Delivery,
+    ) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
+        self.claim_once(event_id, delivery)
+            .instrument(db::span("INSERT", "processed_events"))
+            .await
+    }
+
+    async fn claim_once(
         &self,
         event_id: &str,
         delivery: &Delivery,

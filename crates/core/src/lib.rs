@@ -10,6 +10,7 @@ pub mod headers;
 pub mod idempotency;
 pub mod kafka;
 pub mod observe;
+pub mod registry;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;

@@ -11,10 +11,10 @@ use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -89,6 +89,50 @@ pub enum TelemetryError {
     Exporter { endpoint: String, reason: String },
 }
 
+/// Which traces are recorded: OpenTelemetry's `OTEL_TRACES_SAMPLER` (`always_on`, `always_off`,
+/// `traceidratio`, `parentbased_always_on` (the default), `parentbased_always_off`,
+/// `parentbased_traceidratio`) with `OTEL_TRACES_SAMPLER_ARG`, the ratio from 0 to 1 (default 1).
+/// The parent-based samplers follow the caller's decision, so one order's trace is kept or
+/// dropped whole across services; set the ratio where traces start (checkout).
+pub const TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+pub const TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+
+/// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` ask for; unlike the SDK,
+/// which falls back to sampling everything, a value it does not know is an error.
+pub fn sampler(src: &impl config::Source) -> Result<Sampler, config::ConfigError> {
+    let ratio = || -> Result<f64, config::ConfigError> {
+        let ratio = config::optional::<f64>(src, TRACES_SAMPLER_ARG)?.unwrap_or(1.0);
+        if (0.0..=1.0).contains(&ratio) {
+            Ok(ratio)
+        } else {
+            Err(config::ConfigError::Malformed {
+                name: TRACES_SAMPLER_ARG,
+                value: ratio.to_string(),
+                reason: "a ratio from 0 to 1".into(),
+            })
+        }
+    };
+    let parent_based = |root: Sampler| Sampler::ParentBased(Box::new(root));
+    let name = config::optional::<String>(src, TRACES_SAMPLER)?;
+    Ok(match name.as_deref().unwrap_or("parentbased_always_on") {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
+        "parentbased_always_on" => parent_based(Sampler::AlwaysOn),
+        "parentbased_always_off" => parent_based(Sampler::AlwaysOff),
+        "parentbased_traceidratio" => parent_based(Sampler::TraceIdRatioBased(ratio()?)),
+        other => {
+            return Err(config::ConfigError::Malformed {
+                name: TRACES_SAMPLER,
+                value: other.to_string(),
+                reason: "one of always_on, always_off, traceidratio, parentbased_always_on, \
+                         parentbased_always_off, parentbased_traceidratio"
+                    .into(),
+            })
+        }
+    })
+}
+
 /// Installs the global subscriber. Spans always get OpenTelemetry ids, so trace context propagates
 /// even when nothing is exported; with `OTEL_EXPORTER_OTLP_ENDPOINT` set they are also exported.
 /// Logs are written as `ORDERFLOW_LOG_FORMAT` says.
@@ -96,6 +140,7 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
     let format = config::optional::<LogFormat>(&Env, LOG_FORMAT)?.unwrap_or_default();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let mut builder = SdkTracerProvider::builder()
+        .with_sampler(sampler(&Env)?)
         .with_resource(Resource::builder().with_service_name(service_name).build());
     if let Some(endpoint) = config::optional::<String>(&Env, config::OTLP_ENDPOINT)? {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -121,9 +166,15 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
     });
     let json_logs =
         (format == LogFormat::Json).then(|| json_logs(std::io::stderr).with_filter(filter()));
+    // lapin keeps an INFO span open for its connection's whole life: a trace of its own that
+    // says nothing about any order.
     let traces = tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        .with_filter(LevelFilter::INFO);
+        .with_filter(
+            Targets::new()
+                .with_default(LevelFilter::INFO)
+                .with_target("lapin", LevelFilter::OFF),
+        );
     // A second init (several services in one test process) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
         .with(text_logs)
@@ -135,10 +186,82 @@ pub fn init(service_name: &'static str) -> Result<TelemetryGuard, TelemetryError
 
 /// The W3C trace context of the current span, as header name/value pairs.
 pub fn current_context_headers() -> HashMap<String, String> {
-    let cx = tracing::Span::current().context();
+    context_headers(&tracing::Span::current())
+}
+
+/// The W3C trace context of `span`, as header name/value pairs: what a request or message sent
+/// under that span carries, so the receiver's span becomes its child.
+pub fn context_headers(span: &tracing::Span) -> HashMap<String, String> {
+    let cx = span.context();
     let mut headers = HashMap::new();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut headers));
     headers
+}
+
+/// A client span for an HTTP request, named `{method} {route}` after OpenTelemetry's HTTP
+/// conventions (the route is the URL's template, so names stay few). Record the answer with
+/// [`record_http_status`], or a failure to get one with [`record_error`].
+pub fn http_client_span(method: &str, route: &str, url: &str) -> tracing::Span {
+    tracing::info_span!(
+        "http client",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "client",
+        http.request.method = method,
+        url.full = url,
+        server.address = authority(url),
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// Records an HTTP answer on a client span; 4xx and 5xx mark it failed, as the conventions say
+/// for clients.
+pub fn record_http_status(span: &tracing::Span, status: u16) {
+    span.record("http.response.status_code", status);
+    if status >= 400 {
+        record_error(span, &status.to_string(), "");
+    }
+}
+
+/// Marks `span` failed: Jaeger shows it red with the description. `kind` goes to `error.type`,
+/// a short class of failure (a status code, `timeout`, `poison`, ...).
+pub fn record_error(span: &tracing::Span, kind: &str, description: &str) {
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", kind);
+    if !description.is_empty() {
+        span.record("otel.status_description", description);
+    }
+}
+
+/// A producer span for a message sent to `destination` (a Kafka topic, a RabbitMQ queue), named
+/// `send {destination}` after OpenTelemetry's messaging conventions. The message carries this
+/// span's context ([`context_headers`]), so its consumers' spans are its children.
+pub fn producer_span(system: &'static str, destination: &str) -> tracing::Span {
+    tracing::info_span!(
+        "send",
+        otel.name = %format!("send {destination}"),
+        otel.kind = "producer",
+        messaging.system = system,
+        messaging.operation.type = "send",
+        messaging.operation.name = "send",
+        messaging.destination.name = destination,
+        messaging.message.id = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// `host:port` of a URL, for `server.address`.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 /// Makes the context carried by `carrier` (HTTP or Kafka headers) the parent of `span`.
@@ -267,6 +390,53 @@ mod tests {
             span_id, "00f067aa0ba902b7",
             "the consumer's own span, not the sender's"
         );
+    }
+
+    fn sampled<const N: usize>(vars: [(&str, &str); N]) -> Result<String, String> {
+        sampler(&vars)
+            .map(|s| format!("{s:?}"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sampling_follows_the_opentelemetry_variables_and_refuses_what_it_does_not_know() {
+        assert_eq!(sampled([]).unwrap(), "ParentBased(AlwaysOn)");
+        assert_eq!(
+            sampled([
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.25")
+            ])
+            .unwrap(),
+            "ParentBased(TraceIdRatioBased(0.25))"
+        );
+        assert_eq!(
+            sampled([("OTEL_TRACES_SAMPLER", "always_off")]).unwrap(),
+            "AlwaysOff"
+        );
+        let unknown = sampled([("OTEL_TRACES_SAMPLER", "sometimes")]).unwrap_err();
+        assert!(
+            unknown.contains("OTEL_TRACES_SAMPLER") && unknown.contains("sometimes"),
+            "{unknown}"
+        );
+        let bad_ratio = sampled([
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ])
+        .unwrap_err();
+        assert!(bad_ratio.contains("OTEL_TRACES_SAMPLER_ARG"), "{bad_ratio}");
+    }
+
+    #[test]
+    fn server_address_is_the_url_authority() {
+        assert_eq!(
+            authority("http://127.0.0.1:8080/v1/print-jobs"),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            authority("https://user:pw@api.example.com?x=1"),
+            "api.example.com"
+        );
+        assert_eq!(authority("smtp.example.com"), "smtp.example.com");
     }
 
     #[test]

@@ -77,6 +77,13 @@ pub async fn create_topic_on(kafka_config: &KafkaConfig, name: &str, partitions:
     });
 }
 
+/// The stack's schema registry (Apicurio Registry's Confluent-compatible API), or
+/// `ORDERFLOW_TEST_SCHEMA_REGISTRY_URL`.
+pub fn schema_registry_url() -> String {
+    std::env::var("ORDERFLOW_TEST_SCHEMA_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into())
+}
+
 /// A pool on a schema of its own, created for this test.
 pub async fn database() -> PgPool {
     database_with_schema().await.0

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 
 use axum::{Json, Router};
+use orderflow_core::db;
 use orderflow_core::telemetry::{self, HeaderPairs};
 use serde_json::json;
 use tracing::Instrument;
@@ -117,11 +118,26 @@ async fn place_order(
     let span = tracing::info_span!(
         "POST /v1/orders",
         otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/v1/orders",
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.type = tracing::field::Empty,
         order_id = tracing::field::Empty
     );
     telemetry::set_parent_from(&span, &HeaderPairs(&header_pairs(&headers)));
     let metrics = Arc::clone(&state.metrics);
-    let answer = accept(state, body).instrument(span).await;
+    let answer = accept(state, body).instrument(span.clone()).await;
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(e) => e.status(),
+    };
+    span.record("http.response.status_code", status.as_u16());
+    // A server span fails on 5xx only: a refused order is the client's problem, not ours.
+    if status.is_server_error() {
+        telemetry::record_error(&span, status.as_str(), "");
+    }
     match &answer {
         Ok(response) if response.status() == StatusCode::CREATED => {
             metrics.answered("accepted", StatusCode::CREATED.as_u16());
@@ -137,7 +153,10 @@ async fn accept(state: AppState, body: Bytes) -> Result<Response, ApiError> {
     order::validate(&request).map_err(ApiError::Invalid)?;
     tracing::Span::current().record("order_id", request.order_id.as_str());
     // A retry of an accepted order answers as the first time did, without asking the provider.
-    if let Some(existing) = store::stored_request(&state.pool, &request.order_id).await? {
+    if let Some(existing) = store::stored_request(&state.pool, &request.order_id)
+        .instrument(db::span("SELECT", "orders"))
+        .await?
+    {
         return repeat(&request, existing);
     }
     let event = request.to_event(
@@ -167,6 +186,7 @@ async fn accept(state: AppState, body: Bytes) -> Result<Response, ApiError> {
         &state.topic,
         &trace_headers,
     )
+    .instrument(db::span("INSERT", "orders"))
     .await?
     {
         Insert::Created => {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use orderflow_core::config::{self, ConfigError, KafkaConfig, Source};
 use orderflow_core::db::DatabaseConfig;
 use orderflow_core::observe::{self, ObserveServer};
+use orderflow_core::registry::SchemaRegistry;
 use orderflow_core::topics;
 use tokio::sync::watch;
 
@@ -33,6 +34,8 @@ pub struct Settings {
     /// How long one Kafka send may wait for a broker before the relay retries it.
     pub delivery_timeout: Duration,
     pub metrics_listen: SocketAddr,
+    /// Send Confluent-framed messages, registering the schema (`ORDERFLOW_SCHEMA_REGISTRY_URL`).
+    pub schema_registry: Option<SchemaRegistry>,
 }
 
 impl Settings {
@@ -40,7 +43,8 @@ impl Settings {
     /// `ORDERFLOW_DATABASE_SCHEMA` (checkout),
     /// `ORDERFLOW_KAFKA_BROKERS` and its security settings, `ORDERFLOW_PAYMENT_API_URL`,
     /// `ORDERFLOW_PAYMENT_TIMEOUT_MS` (3000), `ORDERFLOW_ORDERS_TOPIC` (orders.placed),
-    /// `ORDERFLOW_RELAY_DELIVERY_TIMEOUT_MS` (10000), `ORDERFLOW_METRICS_LISTEN` (127.0.0.1:9101).
+    /// `ORDERFLOW_RELAY_DELIVERY_TIMEOUT_MS` (10000), `ORDERFLOW_METRICS_LISTEN` (127.0.0.1:9101),
+    /// `ORDERFLOW_SCHEMA_REGISTRY_URL` (none: Avro single-object encoding).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             listen: config::optional(src, "ORDERFLOW_CHECKOUT_LISTEN")?
@@ -61,6 +65,7 @@ impl Settings {
                 Duration::from_secs(10),
             )?,
             metrics_listen: observe::listen_address(src, METRICS_PORT)?,
+            schema_registry: SchemaRegistry::from_source(src)?,
         })
     }
 }
@@ -131,7 +136,10 @@ pub async fn start(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<Che
         pool,
         producer,
         settings.kafka.clone(),
-        relay::RelaySettings::default(),
+        relay::RelaySettings {
+            schema_registry: settings.schema_registry.clone(),
+            ..relay::RelaySettings::default()
+        },
     );
     let relay = tokio::spawn(relay.run(stopped(rx)));
     tracing::info!(%addr, topic = %settings.topic, "checkout listening");

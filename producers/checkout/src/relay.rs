@@ -10,16 +10,21 @@
 
 mod tail;
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures::future::join_all;
 use orderflow_core::config::KafkaConfig;
+use orderflow_core::event::ORDER_PLACED_SCHEMAS;
+use orderflow_core::registry::SchemaRegistry;
+use orderflow_core::telemetry;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument;
 
 use crate::store::OUTBOX_CHANNEL;
 
@@ -40,6 +45,8 @@ pub struct RelaySettings {
     pub batch_size: i64,
     /// Longest wait between looks at the outbox when no notification arrives.
     pub poll_interval: Duration,
+    /// Re-frame the outbox's single-object payloads the Confluent way when sending.
+    pub schema_registry: Option<SchemaRegistry>,
 }
 
 impl Default for RelaySettings {
@@ -47,6 +54,7 @@ impl Default for RelaySettings {
         Self {
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
+            schema_registry: None,
         }
     }
 }
@@ -144,6 +152,10 @@ impl Relay {
                     let _ = tokio::time::timeout(self.settings.poll_interval, listener.try_recv())
                         .await;
                 }
+                BatchOutcome::RegistryFailed => {
+                    failures += 1;
+                    tokio::time::sleep(backoff(failures)).await;
+                }
                 BatchOutcome::KafkaFailed => {
                     failures += 1;
                     tokio::time::sleep(backoff(failures)).await;
@@ -193,6 +205,32 @@ impl Relay {
         Ok(())
     }
 
+    /// The bytes to send for each row: as stored (single-object), or re-framed for the schema
+    /// registry; `None` when the registry cannot help now, and the rows wait for a later batch.
+    async fn payloads<'a>(&self, rows: &'a [PendingRow]) -> Option<Vec<Cow<'a, [u8]>>> {
+        let Some(registry) = &self.settings.schema_registry else {
+            return Some(
+                rows.iter()
+                    .map(|r| Cow::Borrowed(r.payload.as_slice()))
+                    .collect(),
+            );
+        };
+        let mut framed = Vec::with_capacity(rows.len());
+        for row in rows {
+            match registry
+                .confluent_frame(&row.topic, &ORDER_PLACED_SCHEMAS, &row.payload)
+                .await
+            {
+                Ok(bytes) => framed.push(Cow::Owned(bytes)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot frame outbox rows for the schema registry; they stay pending");
+                    return None;
+                }
+            }
+        }
+        Some(framed)
+    }
+
     async fn publish_batch(&self, schema: &str) -> Result<BatchOutcome, sqlx::Error> {
         let rows: Vec<PendingRow> = sqlx::query_as(
             "SELECT id, topic, message_key, payload, headers FROM outbox
@@ -206,36 +244,56 @@ impl Relay {
         }
         // All sends are queued at once and delivered in order per partition by the idempotent
         // producer; waiting on each in turn would cost a round trip per order.
+        let Some(payloads) = self.payloads(&rows).await else {
+            return Ok(BatchOutcome::RegistryFailed);
+        };
         let outbox_ids: Vec<String> = rows.iter().map(|r| format!("{schema}/{}", r.id)).collect();
-        let results = join_all(rows.iter().zip(&outbox_ids).map(|(row, outbox_id)| {
-            let mut headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "content-type",
-                    value: Some("application/vnd.orderflow.order-placed+avro"),
-                })
-                .insert(Header {
-                    key: OUTBOX_ID,
-                    value: Some(outbox_id.as_str()),
-                });
-            for (key, value) in row.headers.iter() {
-                headers = headers.insert(Header {
-                    key: key.as_str(),
-                    value: Some(value.as_str()),
-                });
-            }
-            let record = FutureRecord::to(&row.topic)
-                .key(&row.message_key)
-                .payload(&row.payload)
-                .headers(headers);
-            self.producer.send(record, Duration::from_secs(0))
-        }))
+        // Each send is a producer span continuing the trace of the request that accepted the
+        // order (its context is in the row), and the message carries the send's own context.
+        let spans: Vec<tracing::Span> = rows
+            .iter()
+            .map(|row| {
+                let span = telemetry::producer_span("kafka", &row.topic);
+                telemetry::set_parent_from(&span, &*row.headers);
+                span
+            })
+            .collect();
+        let results = join_all(rows.iter().zip(&outbox_ids).zip(&spans).zip(&payloads).map(
+            |(((row, outbox_id), span), payload)| {
+                let mut carried = row.headers.0.clone();
+                carried.extend(telemetry::context_headers(span));
+                let mut headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "content-type",
+                        value: Some("application/vnd.orderflow.order-placed+avro"),
+                    })
+                    .insert(Header {
+                        key: OUTBOX_ID,
+                        value: Some(outbox_id.as_str()),
+                    });
+                for (key, value) in &carried {
+                    headers = headers.insert(Header {
+                        key: key.as_str(),
+                        value: Some(value.as_str()),
+                    });
+                }
+                let record = FutureRecord::to(&row.topic)
+                    .key(&row.message_key)
+                    .payload(payload.as_ref())
+                    .headers(headers);
+                self.producer
+                    .send(record, Duration::from_secs(0))
+                    .instrument(span.clone())
+            },
+        ))
         .await;
         let mut published = Vec::with_capacity(rows.len());
         let mut first_error = None;
-        for (row, result) in rows.iter().zip(results) {
+        for ((row, result), span) in rows.iter().zip(results).zip(&spans) {
             match result {
                 Ok(_) => published.push(row.id),
                 Err((e, _)) => {
+                    telemetry::record_error(span, "publish", &e.to_string());
                     first_error.get_or_insert(e);
                 }
             }
@@ -263,6 +321,8 @@ impl Relay {
 enum BatchOutcome {
     Published(usize),
     KafkaFailed,
+    /// The schema registry could not give an id: nothing was sent.
+    RegistryFailed,
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::pipeline::Servers;
 use crate::process::{free_port, wait_for_port, Launch, Process};
 
 /// One server the suite can take down and bring back.
@@ -126,6 +127,16 @@ impl Infra {
         orderflow_core::config::KafkaConfig {
             brokers: self.brokers(),
             security: Default::default(),
+        }
+    }
+
+    /// Where a pipeline on these servers connects.
+    pub fn servers(&self) -> Servers {
+        Servers {
+            brokers: self.brokers(),
+            database_url: self.database_url(),
+            amqp_url: self.amqp_url(),
+            dir: self.dir.clone(),
         }
     }
 

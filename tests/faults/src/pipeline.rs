@@ -18,7 +18,6 @@ use orderflow_simulators::payment::PaymentSim;
 use orderflow_simulators::smtp::SmtpSink;
 use orderflow_simulators::supplier::SupplierSim;
 
-use crate::infra::Infra;
 use crate::load::Storefront;
 use crate::process::{free_port, wait_for_port, Launch, Process};
 
@@ -44,6 +43,35 @@ pub const SERVICES: [&str; 7] = [
 
 const PARTITIONS: i32 = 6;
 
+/// The servers a pipeline runs on, and the folder for its logs and archive: the suite's own
+/// (`Infra::servers`) or the shared local stack ([`Servers::stack`]).
+pub struct Servers {
+    pub brokers: String,
+    pub database_url: String,
+    pub amqp_url: String,
+    pub dir: PathBuf,
+}
+
+impl Servers {
+    /// The local stack (`scripts/stack.sh up`), as the other integration tests reach it.
+    pub fn stack(dir: PathBuf) -> Self {
+        Self {
+            brokers: orderflow_testkit::kafka().brokers,
+            database_url: orderflow_testkit::database_url(),
+            amqp_url: std::env::var(orderflow_core::config::AMQP_URL)
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            dir,
+        }
+    }
+
+    fn kafka_config(&self) -> KafkaConfig {
+        KafkaConfig {
+            brokers: self.brokers.clone(),
+            security: Default::default(),
+        }
+    }
+}
+
 /// A running pipeline of one scenario.
 pub struct Pipeline {
     pub run: String,
@@ -66,15 +94,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Creates the run's topics and starts the simulators and every service; returns once
-    /// checkout and the report API answer.
-    pub async fn start(infra: &Infra, scenario: &str) -> Self {
+    /// Creates the run's topics and starts the simulators and every service, with `extra_env`
+    /// added to each one's environment; returns once checkout and the report API answer.
+    pub async fn start(servers: &Servers, scenario: &str, extra_env: &[(&str, String)]) -> Self {
         let run = format!(
             "{}_{}",
             scenario.replace('-', "_"),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let kafka = infra.kafka_config();
+        let kafka = servers.kafka_config();
         let orders_topic = format!("faults.{run}.orders");
         let dispatched_topic = format!("faults.{run}.dispatched");
         let mut topics = vec![
@@ -94,13 +122,13 @@ impl Pipeline {
         let supplier = SupplierSim::spawn(loopback()).await.expect("supplier sim");
         let smtp = SmtpSink::spawn(loopback()).await.expect("smtp sink");
         let smtp_http = smtp.serve_http(loopback()).await.expect("smtp sink API");
-        let log_dir = infra.dir.join(&run);
+        let log_dir = servers.dir.join(&run);
         let archive_dir = log_dir.join("archive");
         let (checkout_port, reporting_port) = (free_port(), free_port());
         let base: Vec<(String, String)> = [
-            ("ORDERFLOW_KAFKA_BROKERS", infra.brokers()),
-            ("ORDERFLOW_DATABASE_URL", infra.database_url()),
-            ("ORDERFLOW_AMQP_URL", infra.amqp_url()),
+            ("ORDERFLOW_KAFKA_BROKERS", servers.brokers.clone()),
+            ("ORDERFLOW_DATABASE_URL", servers.database_url.clone()),
+            ("ORDERFLOW_AMQP_URL", servers.amqp_url.clone()),
             ("ORDERFLOW_CONSUMER_TOPIC", orders_topic.clone()),
             ("ORDERFLOW_ORDERS_TOPIC", orders_topic.clone()),
             ("ORDERFLOW_DISPATCHED_TOPIC", dispatched_topic),
@@ -136,6 +164,7 @@ impl Pipeline {
             ("RUST_LOG", "info".into()),
         ]
         .into_iter()
+        .chain(extra_env.iter().cloned())
         .map(|(k, v)| (k.to_string(), v))
         .collect();
 
@@ -149,7 +178,7 @@ impl Pipeline {
             reporting_url: format!("http://127.0.0.1:{reporting_port}"),
             archive_dir,
             kafka,
-            database_url: infra.database_url(),
+            database_url: servers.database_url.clone(),
             log_dir,
             base,
             accepted: Default::default(),

@@ -104,7 +104,7 @@ const SETTLE: Duration = Duration::from_secs(240);
 /// Runs one scenario with `orders` orders.
 pub async fn run(infra: &mut Infra, scenario: Scenario, orders: usize) -> Outcome {
     let started = Instant::now();
-    let mut pipeline = Pipeline::start(infra, &scenario.name).await;
+    let mut pipeline = Pipeline::start(&infra.servers(), &scenario.name, &[]).await;
     let shop = pipeline.storefront();
     let load = {
         let shop = shop.clone();

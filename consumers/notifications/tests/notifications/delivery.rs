@@ -3,6 +3,7 @@
 
 use notifications::email::{message_id, Kind};
 use notifications::render::Renderer;
+use orderflow_testkit::metric;
 
 use crate::common::{by_message_id, expected_ids, orders, World};
 
@@ -47,6 +48,33 @@ async fn a_batch_sends_one_confirmation_per_order_and_one_notice_per_agent() {
     );
     assert_eq!(world.count("queued_emails").await, 18);
     assert_eq!(world.count("processed_events").await, 12);
+    // The mailer ran in this process, so its metrics are in this process's registry.
+    let metrics = orderflow_core::observe::metrics::render(&[]).await;
+    let queue = world.queue.as_str();
+    let count = |name: &str, label: (&str, &str)| {
+        metric(&metrics, name, &[("queue", queue), label]).unwrap_or(0.0)
+    };
+    assert_eq!(
+        count("orderflow_emails_total", ("outcome", "sent")),
+        18.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        count("orderflow_smtp_attempts_total", ("result", "accepted")),
+        18.0
+    );
+    assert_eq!(
+        count("orderflow_smtp_attempts_total", ("result", "temporary")),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "orderflow_smtp_send_duration_seconds_count",
+            &[("queue", queue)]
+        ),
+        Some(18.0)
+    );
 
     consumer.stop().await;
     mailer.stop().await;

@@ -45,6 +45,27 @@ async fn temporary_smtp_refusals_are_retried_until_the_email_is_sent_once() {
         (state.as_str(), attempts, interrupted, error),
         ("sent", 5, 0, None)
     );
+    let metrics = orderflow_core::observe::metrics::render(&[]).await;
+    let count = |name: &str, label: (&str, &str)| {
+        orderflow_testkit::metric(&metrics, name, &[("queue", world.queue.as_str()), label])
+    };
+    assert_eq!(
+        count("orderflow_smtp_attempts_total", ("result", "temporary")),
+        Some(4.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        count("orderflow_smtp_attempts_total", ("result", "accepted")),
+        Some(1.0)
+    );
+    assert_eq!(
+        count("orderflow_emails_total", ("outcome", "requeued")),
+        Some(1.0)
+    );
+    assert_eq!(
+        count("orderflow_emails_total", ("outcome", "sent")),
+        Some(1.0)
+    );
 
     consumer.stop().await;
     mailer.stop().await;

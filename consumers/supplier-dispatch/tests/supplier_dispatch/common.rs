@@ -105,10 +105,13 @@ impl TestEnv {
         kit::eventually(timeout, || async { self.count_published().await >= n }).await
     }
 
-    /// Every event on the test's `orders.dispatched`, decoded; reads a little past `expected`
-    /// so a duplicate would show.
+    /// Every event on the test's `orders.dispatched`, decoded, once at least `expected` are
+    /// there (and a moment more, so a duplicate would show).
     pub async fn dispatched_events(&self, expected: usize) -> Vec<(OwnedMessage, OrderDispatched)> {
-        kit::read_topic(&self.dispatched, expected + 1, Duration::from_secs(6))
+        // Once `expected` are there, everything on the topic: a crash may have published some
+        // twice, and stopping at a count would then miss others.
+        kit::read_topic(&self.dispatched, expected, Duration::from_secs(30)).await;
+        kit::read_topic(&self.dispatched, usize::MAX, Duration::from_secs(3))
             .await
             .into_iter()
             .map(|m| {

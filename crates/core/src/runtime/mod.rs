@@ -24,6 +24,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
@@ -31,9 +32,10 @@ pub use crate::headers::{
     ATTEMPTS, FAILED_AT, GROUP, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REASON,
 };
 
-use crate::codec::DecodeError;
+use crate::codec::{self, DecodeError, SchemaFamily};
 use crate::config::{self, ConfigError, KafkaConfig, Source};
 use crate::kafka;
+use crate::registry::{self, RegistryError, SchemaRegistry};
 use crate::telemetry::{self, HeaderPairs};
 use dead_letter::DeadLetters;
 use keyed::{Job, KeyedScheduler};
@@ -45,10 +47,15 @@ use retry::{History, Retries};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An event type a consumer can decode from a Kafka message payload.
-pub trait Event: Sized + Send + Sync + 'static {
-    fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
+pub trait Event: DeserializeOwned + Sized + Send + Sync + 'static {
+    /// The schema versions the event is written with.
+    fn family() -> &'static SchemaFamily;
     /// The id consumers deduplicate on.
     fn event_id(&self) -> &str;
+    /// Decodes a single-object encoded message.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode(Self::family(), bytes)
+    }
 }
 
 /// Where an event came from: the message actually read, which is on the group's retry topic
@@ -68,6 +75,42 @@ pub struct Delivery {
     /// Attempts the group made on the event before this delivery (earlier rounds, or the
     /// attempts of a redriven dead letter).
     pub prior_attempts: u32,
+}
+
+/// Why a payload gave no event.
+enum Undecodable {
+    Poison(String),
+    RegistryUnavailable(RegistryError),
+}
+
+/// The event in a payload of either framing: Avro single-object, or Confluent's (a zero byte and
+/// a schema registry id), whose writer schema the registry gives.
+async fn decode<E: Event>(
+    settings: &ConsumerSettings,
+    payload: Option<&[u8]>,
+) -> Result<E, Undecodable> {
+    let poison = |e: &dyn std::fmt::Display| Undecodable::Poison(e.to_string());
+    let Some(bytes) = payload else {
+        return Err(Undecodable::Poison("empty payload".into()));
+    };
+    let Some((id, body)) = registry::confluent_parts(bytes) else {
+        return E::decode(bytes).map_err(|e| poison(&e));
+    };
+    let Some(registry) = &settings.schema_registry else {
+        return Err(Undecodable::Poison(format!(
+            "message is Confluent-framed (schema id {id}) but no schema registry is configured \
+             ({})",
+            registry::SCHEMA_REGISTRY_URL
+        )));
+    };
+    let writer = registry.schema(id).await.map_err(|e| {
+        if e.is_retryable() {
+            Undecodable::RegistryUnavailable(e)
+        } else {
+            poison(&format!("schema id {id}: {e}"))
+        }
+    })?;
+    codec::decode_with_writer(E::family(), &writer, body).map_err(|e| poison(&e))
 }
 
 /// How a handler failed, which decides what the runtime does next.
@@ -182,6 +225,9 @@ pub struct ConsumerSettings {
     /// How long a revocation or a shutdown waits for running handlers.
     pub drain_timeout: Duration,
     pub session_timeout: Duration,
+    /// Where the writer schemas of Confluent-framed messages are looked up
+    /// (`ORDERFLOW_SCHEMA_REGISTRY_URL`); without it such messages are dead-lettered.
+    pub schema_registry: Option<SchemaRegistry>,
 }
 
 impl ConsumerSettings {
@@ -204,6 +250,7 @@ impl ConsumerSettings {
             commit_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
+            schema_registry: None,
         }
     }
 
@@ -211,8 +258,8 @@ impl ConsumerSettings {
     /// `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
     /// `ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS`, `ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS`,
     /// `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS`, `ORDERFLOW_CONSUMER_RETRY_AFTER_MAX_MS`,
-    /// `ORDERFLOW_CONSUMER_RETRY_ROUNDS`, `ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS` and
-    /// `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS`.
+    /// `ORDERFLOW_CONSUMER_RETRY_ROUNDS`, `ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS`,
+    /// `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS` and `ORDERFLOW_SCHEMA_REGISTRY_URL`.
     /// The dead-letter and retry topics follow the group and topic in force.
     pub fn from_source(
         src: &impl Source,
@@ -258,6 +305,7 @@ impl ConsumerSettings {
         )?;
         s.drain_timeout =
             config::millis(src, "ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS", s.drain_timeout)?;
+        s.schema_registry = SchemaRegistry::from_source(src)?;
         Ok(s)
     }
 }
@@ -573,8 +621,11 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
     };
     let span = tracing::info_span!(
         "consume",
+        otel.name = %format!("process {}", delivery.topic),
         otel.kind = "consumer",
         messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
         messaging.consumer.group.name = %delivery.group,
         messaging.destination.name = %delivery.topic,
         messaging.destination.partition.id = delivery.partition,
@@ -583,13 +634,20 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
         event_id = tracing::field::Empty,
         retry_round = history.round,
         reprocess = history.reprocess,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.type = tracing::field::Empty,
     );
     telemetry::set_parent_from(&span, &HeaderPairs(&delivery.headers));
     async {
-        let outcome = match message.payload().map(H::Event::decode) {
-            None => Err(Failure::Poison("poison: empty payload".to_string())),
-            Some(Err(e)) => Err(Failure::Poison(format!("poison: {e}"))),
-            Some(Ok(event)) => {
+        let outcome = match decode::<H::Event>(&shared.settings, message.payload()).await {
+            Err(Undecodable::Poison(reason)) => Err(Failure::Poison(format!("poison: {reason}"))),
+            // The message may be fine once the registry answers: retried like a handler failure.
+            Err(Undecodable::RegistryUnavailable(e)) => Err(Failure::Handler {
+                error: HandlerError::retryable(e),
+                attempts: 1,
+            }),
+            Ok(event) => {
                 tracing::Span::current().record("event_id", event.event_id());
                 handle_with_retries(shared, &event, &delivery).await
             }
@@ -624,6 +682,11 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
                 METRICS.parked.get_or_create(&metrics::group(group)).inc();
             }
             Err(failure) => {
+                telemetry::record_error(
+                    &tracing::Span::current(),
+                    failure.kind().label(),
+                    &failure.reason(),
+                );
                 shared
                     .dead_letters
                     .publish(message, history, &failure.reason(), failure.attempts())

@@ -7,6 +7,7 @@ use std::time::Duration;
 use checkout::{Checkout, Settings};
 use orderflow_core::config::KafkaConfig;
 use orderflow_core::db::DatabaseConfig;
+use orderflow_core::registry::SchemaRegistry;
 use orderflow_simulators::payment::PaymentSim;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -27,6 +28,20 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(kafka: KafkaConfig, topic: String) -> TestApp {
+    start_app(kafka, topic, None).await
+}
+
+/// Checkout sending Confluent-framed messages through `registry`.
+pub async fn spawn_app_with_registry(registry: SchemaRegistry) -> TestApp {
+    let topic = orderflow_testkit::topic("orders", 3).await;
+    start_app(orderflow_testkit::kafka(), topic, Some(registry)).await
+}
+
+async fn start_app(
+    kafka: KafkaConfig,
+    topic: String,
+    schema_registry: Option<SchemaRegistry>,
+) -> TestApp {
     orderflow_testkit::init_telemetry();
     let (pool, schema) = orderflow_testkit::database_with_schema().await;
     let payments = PaymentSim::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -45,6 +60,7 @@ pub async fn spawn_app_with(kafka: KafkaConfig, topic: String) -> TestApp {
         topic: topic.clone(),
         delivery_timeout: Duration::from_secs(3),
         metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        schema_registry,
     };
     let checkout = checkout::start(settings.clone(), pool.clone())
         .await

@@ -1,13 +1,18 @@
 //! A relay taking over after an interruption does not publish again what Kafka already has:
-//! the rows a previous relay sent just before it died, with their "published" mark lost.
+//! the rows a previous relay sent just before it died, with their "published" mark lost. With a
+//! schema registry, the relay sends what the outbox holds in Confluent's framing.
 
 use std::time::Duration;
 
 use checkout::relay::OUTBOX_ID;
+use orderflow_core::codec::{self, fingerprint_of};
+use orderflow_core::event::ORDER_PLACED_SCHEMAS;
+use orderflow_core::registry::{confluent_parts, SchemaRegistry};
+use orderflow_core::OrderPlaced;
 use orderflow_testkit::{eventually, header, read_topic, unique};
 use sqlx::PgPool;
 
-use crate::common::{expected_total, order_request, spawn_app, TestApp};
+use crate::common::{expected_total, order_request, spawn_app, spawn_app_with_registry, TestApp};
 
 /// Waits until `n` outbox rows are marked published.
 async fn published(pool: &PgPool, n: i64) -> bool {
@@ -87,4 +92,44 @@ async fn rows_kafka_already_has_are_not_published_again_after_a_takeover() {
         "five orders, each on the topic once"
     );
     restarted.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_schema_registry_orders_are_sent_in_confluent_framing() {
+    let registry = SchemaRegistry::new(orderflow_testkit::schema_registry_url());
+    let app = spawn_app_with_registry(registry.clone()).await;
+    let run = unique("framed");
+    let ids: Vec<String> = (0..3).map(|n| format!("{run}-{n}")).collect();
+    for id in &ids {
+        assert_eq!(app.place_paid(&order_request(id)).await.status(), 201);
+    }
+    assert!(app.wait_published(3).await);
+    // The outbox keeps the single-object bytes; only what is sent is re-framed.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT payload FROM outbox")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|p| p.starts_with(&[0xC3, 0x01])));
+
+    let messages = read_topic(&app.topic, 3, Duration::from_secs(30)).await;
+    let mut sent = Vec::new();
+    for m in &messages {
+        let payload = rdkafka::Message::payload(m).unwrap();
+        let (id, body) = confluent_parts(payload).expect("Confluent framing");
+        // What a Confluent deserializer does: the writer schema by id, from the registry.
+        let writer = SchemaRegistry::new(orderflow_testkit::schema_registry_url())
+            .schema(id)
+            .await
+            .unwrap();
+        assert_eq!(
+            fingerprint_of(&writer),
+            ORDER_PLACED_SCHEMAS.latest().fingerprint
+        );
+        let order: OrderPlaced =
+            codec::decode_with_writer(&ORDER_PLACED_SCHEMAS, &writer, body).unwrap();
+        sent.push(order.order_id);
+    }
+    sent.sort();
+    assert_eq!(sent, ids);
+    app.checkout.stop().await;
 }
