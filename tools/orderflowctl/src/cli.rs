@@ -7,6 +7,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use orderflow_core::config::{self, Env, KafkaConfig, Source};
+use orderflow_core::registry::SchemaRegistry;
 use orderflow_core::topics::ORDERS_PLACED;
 use serde::Serialize;
 
@@ -269,8 +270,10 @@ impl Source for CliSource<'_> {
 }
 
 fn cluster(brokers: Option<&str>) -> Result<Cluster, Error> {
-    let kafka = KafkaConfig::from_source(&CliSource { brokers }).map_err(Error::KafkaConfig)?;
-    Cluster::new(kafka)
+    let source = CliSource { brokers };
+    let kafka = KafkaConfig::from_source(&source).map_err(Error::KafkaConfig)?;
+    let registry = SchemaRegistry::from_source(&source).map_err(Error::Config)?;
+    Ok(Cluster::new(kafka)?.with_registry(registry))
 }
 
 fn emit<T: Serialize + Display>(out: &mut dyn Write, json: bool, report: &T) -> Result<(), Error> {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use orderflow_core::config::KafkaConfig;
 use orderflow_core::kafka;
+use orderflow_core::registry::SchemaRegistry;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
@@ -72,6 +73,8 @@ pub struct Cluster {
     kafka: KafkaConfig,
     /// Metadata, watermarks and group listings; it never joins a group nor commits.
     probe: Arc<BaseConsumer>,
+    /// Where the writer schemas of Confluent-framed events are looked up.
+    registry: Option<SchemaRegistry>,
 }
 
 impl Cluster {
@@ -82,7 +85,18 @@ impl Cluster {
         Ok(Self {
             kafka,
             probe: Arc::new(probe),
+            registry: None,
         })
+    }
+
+    /// Decodes Confluent-framed events with the writer schemas of `registry`.
+    pub fn with_registry(mut self, registry: Option<SchemaRegistry>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    pub fn registry(&self) -> Option<&SchemaRegistry> {
+        self.registry.as_ref()
     }
 
     pub fn kafka(&self) -> &KafkaConfig {

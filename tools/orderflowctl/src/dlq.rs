@@ -9,6 +9,7 @@ use std::ops::ControlFlow;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use orderflow_core::headers::{ATTEMPTS, FAILED_AT, REASON, RETRY_ATTEMPTS};
+use orderflow_core::registry::SchemaRegistry;
 use orderflow_core::topics::{dead_letter_topic, retry_topic};
 use orderflow_core::OrderPlaced;
 use rdkafka::message::OwnedMessage;
@@ -38,8 +39,8 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    pub(crate) fn of(message: &impl Message) -> Self {
-        let decoded = record::decode(message);
+    pub(crate) fn of(message: &impl Message, registry: Option<&SchemaRegistry>) -> Self {
+        let decoded = record::decode(message, registry);
         let (event_id, order_id) = match &decoded {
             Ok(event) => (Some(event.event_id.clone()), Some(event.order_id.clone())),
             Err(_) => (None, None),
@@ -117,7 +118,7 @@ pub async fn list(cluster: &Cluster, query: &DlqQuery) -> Result<DlqListReport, 
             let dlq_topic = dead_letter_topic(&query.topic, &group);
             let mut letters = Vec::new();
             cluster.read_all(&dlq_topic, |message| {
-                letters.push(DeadLetter::of(message));
+                letters.push(DeadLetter::of(message, cluster.registry()));
                 Ok(ControlFlow::Continue(()))
             })?;
             letters.sort_by_key(|l| (l.timestamp, l.at));
@@ -210,9 +211,9 @@ pub async fn show(
         let message = read_at(&cluster, &dlq_topic, &[at])?
             .pop()
             .expect("read_at returns one record per coordinate");
-        let decoded = record::decode(&message);
+        let decoded = record::decode(&message, cluster.registry());
         Ok(DeadLetterDetail {
-            summary: DeadLetter::of(&message),
+            summary: DeadLetter::of(&message, cluster.registry()),
             headers: record::headers_of(&message)
                 .into_iter()
                 .map(|(name, value)| HeaderField { name, value })
@@ -305,7 +306,7 @@ fn redrive_blocking(cluster: &Cluster, request: &RedriveRequest) -> Result<Redri
     let mut plan = Vec::with_capacity(chosen.len());
     let mut targets: HashMap<String, usize> = HashMap::new();
     for message in &chosen {
-        let letter = DeadLetter::of(message);
+        let letter = DeadLetter::of(message, cluster.registry());
         let origin = letter.origin.clone().ok_or_else(|| {
             Error::Refused(format!(
                 "the record at {} on {dlq_topic} has no x-origin-* headers, so its origin topic \

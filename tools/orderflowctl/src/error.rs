@@ -10,6 +10,8 @@ pub enum Error {
          ORDERFLOW_KAFKA_SECURITY_PROTOCOL/SASL/SSL variables if the cluster needs them)"
     )]
     KafkaConfig(ConfigError),
+    #[error("{0}")]
+    Config(ConfigError),
     #[error(
         "Kafka, {context}: {source} (check that the brokers of --brokers / \
          ORDERFLOW_KAFKA_BROKERS are reachable and the security settings are right)"

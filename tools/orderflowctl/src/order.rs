@@ -383,7 +383,7 @@ fn sightings(
 ) -> Result<Sightings, Error> {
     let mut found = Sightings::default();
     let is_order = |message: &rdkafka::message::BorrowedMessage<'_>| {
-        let decoded = record::decode(message).ok();
+        let decoded = record::decode(message, cluster.registry()).ok();
         let matches = record::key_of(message).as_deref() == Some(order_id)
             || decoded.as_ref().is_some_and(|e| e.order_id == order_id);
         matches.then_some(decoded)
@@ -396,7 +396,9 @@ fn sightings(
                     found.event_ids.push(event.event_id.clone());
                     found.placed = Some((event.placed_at, event.currency.clone()));
                 }
-                found.dead_letters.push(DeadLetter::of(message));
+                found
+                    .dead_letters
+                    .push(DeadLetter::of(message, cluster.registry()));
             }
             Ok(ControlFlow::Continue(()))
         })?;

@@ -1,9 +1,12 @@
 //! Records as operators see them: headers, the decoded `OrderPlaced` when the payload decodes,
 //! and the copy of a record onto a group's retry topic that redrive and replay both write.
 
+use orderflow_core::codec;
+use orderflow_core::event::ORDER_PLACED_SCHEMAS;
 use orderflow_core::headers::{
     is_runtime_header, OPERATOR_ACTION, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC,
 };
+use orderflow_core::registry::{confluent_parts, SchemaRegistry, SCHEMA_REGISTRY_URL};
 use orderflow_core::{Event, OrderPlaced};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -55,12 +58,24 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The payload decoded as `OrderPlaced`, or why it does not decode.
-pub fn decode(message: &impl Message) -> Result<OrderPlaced, String> {
-    match message.payload() {
-        None => Err("no payload".into()),
-        Some(bytes) => OrderPlaced::decode(bytes).map_err(|e| e.to_string()),
-    }
+/// The payload decoded as `OrderPlaced`, in either framing, or why it does not decode. A
+/// Confluent-framed payload's writer schema comes from `registry`; call this off the async
+/// runtime's workers (in `blocking`), as the lookup waits for the registry.
+pub fn decode(
+    message: &impl Message,
+    registry: Option<&SchemaRegistry>,
+) -> Result<OrderPlaced, String> {
+    let bytes = message.payload().ok_or("no payload")?;
+    let Some((id, body)) = confluent_parts(bytes) else {
+        return OrderPlaced::decode(bytes).map_err(|e| e.to_string());
+    };
+    let registry = registry.ok_or_else(|| {
+        format!("Confluent-framed (schema id {id}); set {SCHEMA_REGISTRY_URL} to decode it")
+    })?;
+    let writer = tokio::runtime::Handle::current()
+        .block_on(registry.schema(id))
+        .map_err(|e| format!("schema id {id}: {e}"))?;
+    codec::decode_with_writer(&ORDER_PLACED_SCHEMAS, &writer, body).map_err(|e| e.to_string())
 }
 
 /// Where an event was first read from, as the `x-origin-*` headers say.

@@ -1,9 +1,11 @@
 //! `dlq list|show|redrive` on dead letters written with the runtime's headers.
 
+use orderflow_core::event::ORDER_PLACED_SCHEMAS;
 use orderflow_core::headers::{
     OPERATOR_ACTION, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, RETRY_ATTEMPTS,
     RETRY_NOT_BEFORE, RETRY_ROUND,
 };
+use orderflow_core::registry::SchemaRegistry;
 use orderflow_core::topics::{dead_letter_topic, retry_topic};
 use orderflow_testkit as testkit;
 use orderflowctl::dlq::{self, DlqQuery, RedriveRequest, Selection};
@@ -251,4 +253,46 @@ async fn redrive_without_a_retry_topic_is_refused_before_writing() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("topics apply"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confluent_framed_dead_letter_shows_decoded_with_the_schema_registry() {
+    let topic = testkit::unique("test.ctl-dlq-confluent");
+    let group = testkit::unique("ctl-dlq-confluent");
+    let dlq = dead_letter_topic(&topic, &group);
+    testkit::create_topic(&dlq, 1).await;
+    let registry = SchemaRegistry::new(testkit::schema_registry_url());
+    let order = testkit::sample_order_placed("o-confluent");
+    let framed = registry
+        .confluent_frame(&topic, &ORDER_PLACED_SCHEMAS, &order.encode().unwrap())
+        .await
+        .unwrap();
+    let at = send(
+        &dlq,
+        &[dead_letter(
+            "o-confluent",
+            framed,
+            "permanent: supplier refused",
+            1,
+            &group,
+            (&topic, 0, 0),
+        )],
+    )
+    .await;
+
+    let shown = dlq::show(
+        &cluster().with_registry(Some(registry)),
+        &topic,
+        &group,
+        at[0],
+    )
+    .await
+    .unwrap();
+    assert_eq!(shown.event, Some(order));
+    assert_eq!(shown.summary.undecodable, None);
+
+    let without = dlq::show(&cluster(), &topic, &group, at[0]).await.unwrap();
+    assert!(without.event.is_none());
+    let why = without.summary.undecodable.unwrap();
+    assert!(why.contains("ORDERFLOW_SCHEMA_REGISTRY_URL"), "{why}");
 }
