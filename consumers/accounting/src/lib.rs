@@ -33,6 +33,8 @@ use handler::Journal;
 
 /// The consumer group, and (with '-' as '_') the default database schema.
 pub const GROUP: &str = "accounting";
+/// The database schema unless `ORDERFLOW_DATABASE_SCHEMA` says otherwise.
+pub const DEFAULT_SCHEMA: &str = "accounting";
 /// IANA name of the zone whose calendar days the journal is kept in (default UTC).
 pub const BUSINESS_TIME_ZONE: &str = "ORDERFLOW_BUSINESS_TIMEZONE";
 /// A chart of accounts file replacing the built-in one.
@@ -54,7 +56,7 @@ impl LedgerSettings {
     /// `ORDERFLOW_BUSINESS_TIMEZONE` (UTC), `ORDERFLOW_ACCOUNTING_CHART_FILE` (built-in chart).
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            database: DatabaseConfig::from_source(src, &GROUP.replace('-', "_"))?,
+            database: DatabaseConfig::from_source(src, DEFAULT_SCHEMA)?,
             time_zone: config::optional(src, BUSINESS_TIME_ZONE)?
                 .unwrap_or_else(|| "UTC".to_string()),
             chart_file: config::optional(src, CHART_FILE)?,

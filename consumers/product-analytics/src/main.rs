@@ -1,9 +1,25 @@
 use orderflow_core::config::Env;
+use orderflow_core::db::{self, DatabaseConfig};
+use orderflow_core::service::{self, ServiceCommand};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let command = service::command(
+        "product-analytics",
+        "Archives every sold line as Parquet for marketing analysis.",
+    );
     let _telemetry = orderflow_core::telemetry::init("product-analytics")?;
-    let settings = product_analytics::Settings::from_source(&Env)?;
-    product_analytics::run(settings).await?;
+    match command {
+        ServiceCommand::Run => {
+            product_analytics::run(product_analytics::Settings::from_source(&Env)?).await?
+        }
+        ServiceCommand::Migrate => {
+            db::migrate(
+                &DatabaseConfig::from_source(&Env, product_analytics::SCHEMA)?,
+                &product_analytics::MIGRATOR,
+            )
+            .await?
+        }
+    }
     Ok(())
 }

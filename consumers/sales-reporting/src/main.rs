@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use orderflow_core::config::Env;
-use orderflow_core::db::DatabaseConfig;
+use orderflow_core::db::{self, DatabaseConfig};
 use sales_reporting::report::{Currency, Format, Month};
 
 /// The monthly sales report of orderflow, kept current from orders.placed.
@@ -15,6 +15,9 @@ struct Cli {
 enum Command {
     /// Consume orders and serve the report and metrics over HTTP (the default).
     Run,
+    /// Create the database schema and run the migrations, then exit; needs only
+    /// ORDERFLOW_DATABASE_URL (and ORDERFLOW_DATABASE_SCHEMA to override the schema).
+    Migrate,
     /// Print one month's report to stdout.
     Report {
         /// The month, YYYY-MM, in the business time zone.
@@ -35,6 +38,10 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = orderflow_core::telemetry::init("sales-reporting")?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => sales_reporting::run(sales_reporting::Settings::from_source(&Env)?).await?,
+        Command::Migrate => {
+            let database = DatabaseConfig::from_source(&Env, sales_reporting::DEFAULT_SCHEMA)?;
+            db::migrate(&database, &sales_reporting::store::MIGRATOR).await?
+        }
         Command::Report {
             month,
             format,

@@ -30,6 +30,8 @@ use crate::supplier::SupplierClient;
 
 /// The consumer group, and the service's name in logs and traces.
 pub const GROUP: &str = "supplier-dispatch";
+/// The database schema unless `ORDERFLOW_DATABASE_SCHEMA` says otherwise.
+pub const DEFAULT_SCHEMA: &str = "supplier_dispatch";
 /// Where accepted print jobs are announced.
 pub const DISPATCHED_TOPIC: &str = "orders.dispatched";
 /// Where `/metrics`, `/healthz` and `/readyz` are served unless `ORDERFLOW_METRICS_LISTEN` says.
@@ -70,7 +72,7 @@ impl Settings {
         Ok(Self {
             kafka: KafkaConfig::from_source(src)?,
             consumer: ConsumerSettings::from_source(src, GROUP, topics::ORDERS_PLACED)?,
-            database: DatabaseConfig::from_source(src, &GROUP.replace('-', "_"))?,
+            database: DatabaseConfig::from_source(src, DEFAULT_SCHEMA)?,
             supplier_api_url: config::url(src, config::SUPPLIER_API_URL, &["http", "https"])?,
             supplier_timeout,
             dispatched_topic: config::optional(src, "ORDERFLOW_DISPATCHED_TOPIC")?

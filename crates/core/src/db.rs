@@ -1,15 +1,17 @@
 //! PostgreSQL connections. Every service keeps its tables (and its sqlx migration history) in a
 //! schema of its own, so services sharing one database never see each other's migrations.
 
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use tracing::Instrument;
 
 use crate::config::{self, ConfigError, Source};
 
-/// Taken, until the transaction ends, by whoever creates a service's schema.
-pub const LOCK_SCHEMA_CREATION: &str =
-    "SELECT pg_advisory_xact_lock(hashtext('orderflow: create schema'))";
+/// Taken, until the transaction ends, by whoever creates a service's schema or a table the
+/// runtime shares: replicas starting together would otherwise race on the catalog, where
+/// `IF NOT EXISTS` does not stop a unique-key violation.
+pub const LOCK_DDL: &str = "SELECT pg_advisory_xact_lock(hashtext('orderflow: create schema'))";
 
 /// Where a service's tables live.
 #[derive(Debug, Clone)]
@@ -52,7 +54,7 @@ impl DatabaseConfig {
         // concurrent `CREATE SCHEMA IF NOT EXISTS` can fail on the catalog's unique index; a
         // transaction-scoped advisory lock makes the second wait and then find the schema.
         let mut tx = admin.begin().await?;
-        sqlx::query(LOCK_SCHEMA_CREATION).execute(&mut *tx).await?;
+        sqlx::query(LOCK_DDL).execute(&mut *tx).await?;
         // The name is checked by `is_identifier`, so it is safe to splice in.
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema))
             .execute(&mut *tx)
@@ -64,6 +66,18 @@ impl DatabaseConfig {
             .connect_with(options.options([("search_path", self.schema.as_str())]))
             .await
     }
+}
+
+/// What `<service> migrate` does: creates the service's schema, runs its migrations and creates
+/// the consumer runtime's idempotency table, then returns. A deployment runs it once before a new
+/// version starts (a Kubernetes Job), so replicas never migrate side by side; services still
+/// migrate at start-up, which is then a no-op.
+pub async fn migrate(config: &DatabaseConfig, migrator: &Migrator) -> Result<(), MigrateError> {
+    let pool = config.connect().await?;
+    migrator.run(&pool).await?;
+    crate::idempotency::create_table(&pool).await?;
+    pool.close().await;
+    Ok(())
 }
 
 /// A client span for work on PostgreSQL, named `{operation} {table}` after OpenTelemetry's

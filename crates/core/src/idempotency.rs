@@ -9,6 +9,23 @@ use tracing::Instrument;
 use crate::db;
 use crate::runtime::Delivery;
 
+/// Creates the table of processed event ids in the pool's schema, if it is missing.
+pub async fn create_table(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(db::LOCK_DDL).execute(&mut *tx).await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS processed_events (
+            consumer_group TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer_group, event_id)
+        )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
 /// Processed event ids of one consumer group.
 #[derive(Clone)]
 pub struct IdempotencyStore {
@@ -20,16 +37,7 @@ impl IdempotencyStore {
     /// Creates the store's table if needed. The table belongs to the core runtime, not to one
     /// service's migrations, so every service can share the definition.
     pub async fn new(pool: PgPool, group: impl Into<String>) -> Result<Self, sqlx::Error> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS processed_events (
-                consumer_group TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-                PRIMARY KEY (consumer_group, event_id)
-            )",
-        )
-        .execute(&pool)
-        .await?;
+        create_table(&pool).await?;
         Ok(Self {
             pool,
             group: group.into(),

@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod observe;
 pub mod registry;
 pub mod runtime;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

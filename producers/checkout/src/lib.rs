@@ -19,6 +19,9 @@ use orderflow_core::registry::SchemaRegistry;
 use orderflow_core::topics;
 use tokio::sync::watch;
 
+/// The database schema unless `ORDERFLOW_DATABASE_SCHEMA` says otherwise.
+pub const DEFAULT_SCHEMA: &str = "checkout";
+
 /// Where `/metrics`, `/healthz` and `/readyz` are served unless `ORDERFLOW_METRICS_LISTEN` says.
 pub const METRICS_PORT: u16 = 9101;
 
@@ -49,7 +52,7 @@ impl Settings {
         Ok(Self {
             listen: config::optional(src, "ORDERFLOW_CHECKOUT_LISTEN")?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            database: DatabaseConfig::from_source(src, "checkout")?,
+            database: DatabaseConfig::from_source(src, DEFAULT_SCHEMA)?,
             kafka: KafkaConfig::from_source(src)?,
             payment_api_url: config::url(src, config::PAYMENT_API_URL, &["http", "https"])?,
             payment_timeout: config::millis(

@@ -4,4 +4,5 @@ mod api;
 mod common;
 mod kafka_outage;
 mod metrics;
+mod migrate;
 mod relay;
