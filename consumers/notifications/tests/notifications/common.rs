@@ -186,7 +186,12 @@ impl World {
     }
 
     pub async fn ready_messages(&self, queue: &str) -> u32 {
-        self.channel
+        // A channel of its own: before a service declared the queue, the passive declare fails
+        // and the broker closes the channel it was asked on.
+        let Ok(channel) = self.amqp.create_channel().await else {
+            return 0;
+        };
+        let count = channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions {
@@ -197,7 +202,10 @@ impl World {
             )
             .await
             .map(|q| q.message_count())
-            .unwrap_or(0)
+            .unwrap_or(0);
+        // Already closed by the broker when the queue was missing; nothing to do then.
+        let _ = channel.close(200, "counted".into()).await;
+        count
     }
 
     /// Takes every message off `queue`.
