@@ -15,6 +15,8 @@ fi
 # The back office's contract against the AsyncAPI specification (needs only node).
 "$ORDERFLOW_ROOT/scripts/check-asyncapi.sh"
 "$ORDERFLOW_ROOT/scripts/check-monitoring.sh"
+# The Kubernetes manifests, rendered and validated against the Kubernetes and KEDA schemas (needs go).
+"$ORDERFLOW_ROOT/scripts/check-k8s.sh"
 export ORDERFLOW_KAFKA_BROKERS=127.0.0.1:9092
 export ORDERFLOW_DATABASE_URL=postgres://orderflow:orderflow@127.0.0.1:5432/orderflow
 export ORDERFLOW_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f

@@ -104,8 +104,9 @@ go_build_module() {
   flock "$lock_fd"
   if [[ ! -x $output ]]; then
     info "building $(basename "$output") from $module on the Go module proxy (log: $log)"
+    # Under `set -o pipefail` a failed download would end the script here without a word.
     dir=$(go mod download -json "$module" 2>>"$log" |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || true
     [[ -n $dir ]] || die "could not download $module (see $log)"
     (cd "$dir" && GOWORK=off go build -trimpath "$@" -o "$output.tmp" "$package") >>"$log" 2>&1 ||
       die "building $package of $module failed (see $log)"
