@@ -15,6 +15,8 @@ fi
 # The back office's contract against the AsyncAPI specification (needs only node).
 "$ORDERFLOW_ROOT/scripts/check-asyncapi.sh"
 "$ORDERFLOW_ROOT/scripts/check-monitoring.sh"
+# The container setup (docker-compose.yml, the Dockerfile), checked without a Docker engine.
+"$ORDERFLOW_ROOT/scripts/check-compose.sh"
 # The Kubernetes manifests, rendered and validated against the Kubernetes and KEDA schemas (needs go).
 "$ORDERFLOW_ROOT/scripts/check-k8s.sh"
 export ORDERFLOW_KAFKA_BROKERS=127.0.0.1:9092
