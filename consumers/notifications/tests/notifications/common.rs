@@ -186,12 +186,15 @@ impl World {
     }
 
     pub async fn ready_messages(&self, queue: &str) -> u32 {
-        // A channel of its own: before a service declared the queue, the passive declare fails
-        // and the broker closes the channel it was asked on.
-        let Ok(channel) = self.amqp.create_channel().await else {
-            return 0;
-        };
-        let count = channel
+        self.queue_length(queue).await.unwrap_or(0)
+    }
+
+    /// The messages ready on `queue`, or `None` while no service has declared it.
+    async fn queue_length(&self, queue: &str) -> Option<u32> {
+        // A channel of its own: a passive declare of a missing queue fails, and the broker
+        // closes the channel it was asked on.
+        let channel = self.amqp.create_channel().await.ok()?;
+        let length = channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions {
@@ -202,10 +205,10 @@ impl World {
             )
             .await
             .map(|q| q.message_count())
-            .unwrap_or(0);
+            .ok();
         // Already closed by the broker when the queue was missing; nothing to do then.
         let _ = channel.close(200, "counted".into()).await;
-        count
+        length
     }
 
     /// Takes every message off `queue`.
@@ -224,7 +227,18 @@ impl World {
 
     /// Publishes straight to the e-mail queue, as a consumer that crashed after its publish
     /// and republished on redelivery would.
+    /// Publishes to the e-mail queue once a service has declared it: before that, the broker
+    /// would drop the message.
     pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
+        let declared = orderflow_testkit::eventually(WAIT, || async {
+            self.queue_length(&self.queue).await.is_some()
+        })
+        .await;
+        assert!(
+            declared,
+            "no service declared the e-mail queue {}",
+            self.queue
+        );
         self.channel
             .basic_publish(
                 "".into(),
