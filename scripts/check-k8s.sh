@@ -42,18 +42,11 @@ python3 -c 'import yaml' 2>/dev/null || {
   python3 -m pip install --quiet 'pyyaml==6.0.3' >>"$log" 2>&1 || die "pip install pyyaml failed (see $log)"
 }
 
-module_dir() { # module@version: its directory in the module cache, downloaded if missing
-  local dir
-  dir=$(go mod download -json "$1" 2>>"$log" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || true
-  [[ -n $dir ]] || die "could not download $1 (see $log)"
-  printf '%s\n' "$dir"
-}
-
 schemas=$k8s_dir/schemas/kubernetes-${KUBERNETES_MODULE##*@}-keda-${KEDA_MODULE##*@}
 if [[ ! -f $schemas/.complete ]]; then
   info "converting the Kubernetes ${KUBERNETES_MODULE##*@} and KEDA ${KEDA_MODULE##*@} schemas into $schemas"
-  kubernetes_dir=$(module_dir "$KUBERNETES_MODULE")
-  keda_dir=$(module_dir "$KEDA_MODULE")
+  kubernetes_dir=$(go_module_dir "$KUBERNETES_MODULE" "$log")
+  keda_dir=$(go_module_dir "$KEDA_MODULE" "$log")
   rm -rf "$schemas"
   mkdir -p "$schemas"
   python3 - "$schemas" "$kubernetes_dir/api/openapi-spec/swagger.json" "$keda_dir"/config/crd/bases/*.yaml <<'EOF'

@@ -58,15 +58,8 @@ apicurio_start() {
 }
 
 apicurio_wait() {
-  local deadline=$((SECONDS + START_TIMEOUT))
-  until curl -sf -o /dev/null "$SCHEMA_REGISTRY_URL/subjects"; do
-    if ! apicurio_pid >/dev/null; then
-      show_log_tail "$APICURIO_LOG"
-      die "Apicurio Registry exited during start-up (see $APICURIO_LOG)"
-    fi
-    ((SECONDS < deadline)) || die "Apicurio Registry did not answer within ${START_TIMEOUT}s (see $APICURIO_LOG)"
-    sleep 0.5
-  done
+  await_server "Apicurio Registry" apicurio_pid "$APICURIO_LOG" \
+    curl -sf -o /dev/null "$SCHEMA_REGISTRY_URL/subjects"
 }
 
 apicurio_stop() {

@@ -87,6 +87,37 @@ stop_pid() {
   done
 }
 
+# Prints the directory of the Go module <module@version> in the module cache,
+# downloading it (through the Go module proxy) if it is missing; errors go to <log>.
+go_module_dir() {
+  local module=$1 log=$2 dir
+  # Under `set -o pipefail` a failed download would end the script here without a word.
+  dir=$(go mod download -json "$module" 2>>"$log" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || true
+  [[ -n $dir ]] || die "could not download $module (see $log)"
+  printf '%s\n' "$dir"
+}
+
+# Waits until <check...> succeeds, for at most START_TIMEOUT seconds (default
+# 90), while the server whose pid <pid function> prints still runs; when it
+# exits, or time is up, shows the end of <log> and stops the script.
+await_server() {
+  local name=$1 pid_function=$2 log=$3
+  shift 3
+  local deadline=$((SECONDS + ${START_TIMEOUT:-90}))
+  until "$@"; do
+    if ! "$pid_function" >/dev/null; then
+      show_log_tail "$log"
+      die "$name exited during start-up (see $log)"
+    fi
+    if ((SECONDS >= deadline)); then
+      show_log_tail "$log"
+      die "$name did not answer within ${START_TIMEOUT:-90}s (see $log)"
+    fi
+    sleep 0.5
+  done
+}
+
 # Builds <package> of the Go module <module@version> into <output>, logging to
 # <log>; further arguments go to `go build`. The registries this machine reaches
 # serve such tools as Go source only, and `go install module@version` refuses a
@@ -104,10 +135,7 @@ go_build_module() {
   flock "$lock_fd"
   if [[ ! -x $output ]]; then
     info "building $(basename "$output") from $module on the Go module proxy (log: $log)"
-    # Under `set -o pipefail` a failed download would end the script here without a word.
-    dir=$(go mod download -json "$module" 2>>"$log" |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || true
-    [[ -n $dir ]] || die "could not download $module (see $log)"
+    dir=$(go_module_dir "$module" "$log")
     (cd "$dir" && GOWORK=off go build -trimpath "$@" -o "$output.tmp" "$package") >>"$log" 2>&1 ||
       die "building $package of $module failed (see $log)"
     mv "$output.tmp" "$output"

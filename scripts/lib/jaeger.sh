@@ -42,16 +42,12 @@ jaeger_start() {
   start_detached "$JAEGER_PID_FILE" "$JAEGER_LOG" "$JAEGER_BIN"
 }
 
+jaeger_listening() {
+  port_open "$JAEGER_OTLP_PORT" && port_open "$JAEGER_UI_PORT"
+}
+
 jaeger_wait() {
-  local deadline=$((SECONDS + START_TIMEOUT))
-  until port_open "$JAEGER_OTLP_PORT" && port_open "$JAEGER_UI_PORT"; do
-    if ! jaeger_pid >/dev/null; then
-      show_log_tail "$JAEGER_LOG"
-      die "Jaeger exited during start-up (see $JAEGER_LOG)"
-    fi
-    ((SECONDS < deadline)) || die "Jaeger did not listen within ${START_TIMEOUT}s (see $JAEGER_LOG)"
-    sleep 0.5
-  done
+  await_server Jaeger jaeger_pid "$JAEGER_LOG" jaeger_listening
 }
 
 jaeger_stop() {

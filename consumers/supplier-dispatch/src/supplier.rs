@@ -9,7 +9,6 @@ use orderflow_core::{telemetry, OrderPlaced};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 
 /// The body of `POST /v1/print-jobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,24 +150,15 @@ impl SupplierClient {
                 retry_after,
             };
         let url = format!("{}/v1/print-jobs", self.base_url);
-        let span = telemetry::http_client_span("POST", "/v1/print-jobs", &url);
-        let mut request = self
+        let request = self
             .http
             .post(&url)
             .header("Idempotency-Key", job.idempotency_key())
             .json(job);
-        for (name, value) in telemetry::context_headers(&span) {
-            request = request.header(name, value);
-        }
-        let response = match request.send().instrument(span.clone()).await {
-            Ok(response) => response,
-            Err(e) => {
-                telemetry::record_error(&span, error_type(&e), &describe(&e));
-                return Err(unavailable(describe(&e), None));
-            }
-        };
+        let response = telemetry::send_traced(request, "/v1/print-jobs")
+            .await
+            .map_err(|e| unavailable(describe(&e), None))?;
         let status = response.status();
-        telemetry::record_http_status(&span, status.as_u16());
         let retry_after = retry_after(response.headers());
         let body = response
             .text()
@@ -191,17 +181,6 @@ impl SupplierClient {
             status: status.as_u16(),
             message,
         })
-    }
-}
-
-/// `error.type` of a request that got no answer.
-fn error_type(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "request"
     }
 }
 

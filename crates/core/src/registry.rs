@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::codec::{self, SchemaFamily};
 use crate::config::{self, ConfigError, Source};
+use crate::runtime::Event;
 
 /// The registry's Confluent-compatible API, when producers should register and frame.
 pub const SCHEMA_REGISTRY_URL: &str = "ORDERFLOW_SCHEMA_REGISTRY_URL";
@@ -205,6 +206,44 @@ impl SchemaRegistry {
         framed.extend_from_slice(body);
         Ok(framed)
     }
+}
+
+/// Why a payload gave no event.
+#[derive(Debug, thiserror::Error)]
+pub enum Undecodable {
+    /// The same bytes never decode.
+    #[error("{0}")]
+    Poison(String),
+    /// The writer schema could not be fetched now; the bytes may decode later.
+    #[error(transparent)]
+    RegistryUnavailable(RegistryError),
+}
+
+/// The event in a payload of either framing: Avro single-object, or Confluent's, whose writer
+/// schema `registry` gives. A Confluent payload without a registry, or with an id the registry
+/// refuses, is poison; an unreachable registry is not.
+pub async fn decode<E: Event>(
+    registry: Option<&SchemaRegistry>,
+    bytes: &[u8],
+) -> Result<E, Undecodable> {
+    let poison = |e: &dyn std::fmt::Display| Undecodable::Poison(e.to_string());
+    let Some((id, body)) = confluent_parts(bytes) else {
+        return E::decode(bytes).map_err(|e| poison(&e));
+    };
+    let Some(registry) = registry else {
+        return Err(Undecodable::Poison(format!(
+            "message is Confluent-framed (schema id {id}) but no schema registry is configured \
+             ({SCHEMA_REGISTRY_URL})"
+        )));
+    };
+    let writer = registry.schema(id).await.map_err(|e| {
+        if e.is_retryable() {
+            Undecodable::RegistryUnavailable(e)
+        } else {
+            poison(&format!("schema id {id}: {e}"))
+        }
+    })?;
+    codec::decode_with_writer(E::family(), &writer, body).map_err(|e| poison(&e))
 }
 
 /// The schema id of a Confluent-framed message and its body, or `None` for another framing.

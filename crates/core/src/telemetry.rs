@@ -13,6 +13,7 @@ use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
@@ -198,30 +199,56 @@ pub fn context_headers(span: &tracing::Span) -> HashMap<String, String> {
     headers
 }
 
-/// A client span for an HTTP request, named `{method} {route}` after OpenTelemetry's HTTP
-/// conventions (the route is the URL's template, so names stay few). Record the answer with
-/// [`record_http_status`], or a failure to get one with [`record_error`].
-pub fn http_client_span(method: &str, route: &str, url: &str) -> tracing::Span {
-    tracing::info_span!(
+/// Sends `request` under a client span named `{method} {route}` after OpenTelemetry's HTTP
+/// conventions (the route is the URL's template, so names stay few). The request carries the
+/// span's trace context, so the peer's spans join the trace; the span records the answer's status
+/// (4xx and 5xx mark it failed, as the conventions say for clients) or why there was none.
+pub async fn send_traced(
+    request: reqwest::RequestBuilder,
+    route: &str,
+) -> reqwest::Result<reqwest::Response> {
+    let (client, request) = request.build_split();
+    let mut request = request?;
+    let span = tracing::info_span!(
         "http client",
-        otel.name = %format!("{method} {route}"),
+        otel.name = %format!("{} {route}", request.method()),
         otel.kind = "client",
-        http.request.method = method,
-        url.full = url,
-        server.address = authority(url),
+        http.request.method = request.method().as_str(),
+        url.full = request.url().as_str(),
+        server.address = authority(request.url().as_str()),
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
         error.type = tracing::field::Empty,
-    )
-}
-
-/// Records an HTTP answer on a client span; 4xx and 5xx mark it failed, as the conventions say
-/// for clients.
-pub fn record_http_status(span: &tracing::Span, status: u16) {
-    span.record("http.response.status_code", status);
-    if status >= 400 {
-        record_error(span, &status.to_string(), "");
+    );
+    for (name, value) in context_headers(&span) {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::try_from(name),
+            reqwest::header::HeaderValue::try_from(value),
+        ) {
+            request.headers_mut().insert(name, value);
+        }
+    }
+    match client.execute(request).instrument(span.clone()).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            span.record("http.response.status_code", status);
+            if status >= 400 {
+                record_error(&span, &status.to_string(), "");
+            }
+            Ok(response)
+        }
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "request"
+            };
+            record_error(&span, kind, &e.to_string());
+            Err(e)
+        }
     }
 }
 

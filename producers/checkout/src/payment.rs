@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use orderflow_core::telemetry;
 use serde::Deserialize;
-use tracing::Instrument;
 
 /// The provider's view of a payment.
 #[derive(Debug, Deserialize)]
@@ -46,21 +45,10 @@ impl PaymentClient {
         currency: &str,
     ) -> Result<(), PaymentError> {
         let url = format!("{}/v1/payments/{reference}", self.base_url);
-        let span = telemetry::http_client_span("GET", "/v1/payments/{reference}", &url);
-        let mut request = self.http.get(&url);
-        for (name, value) in telemetry::context_headers(&span) {
-            request = request.header(name, value);
-        }
-        let response = match request.send().instrument(span.clone()).await {
-            Ok(response) => response,
-            Err(e) => {
-                let kind = if e.is_timeout() { "timeout" } else { "request" };
-                telemetry::record_error(&span, kind, &e.to_string());
-                return Err(PaymentError::Unavailable(e.to_string()));
-            }
-        };
+        let response = telemetry::send_traced(self.http.get(&url), "/v1/payments/{reference}")
+            .await
+            .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
         let status = response.status();
-        telemetry::record_http_status(&span, status.as_u16());
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(PaymentError::Refused(format!(
                 "payment {reference} is unknown to the provider"

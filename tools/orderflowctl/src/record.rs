@@ -1,13 +1,11 @@
 //! Records as operators see them: headers, the decoded `OrderPlaced` when the payload decodes,
 //! and the copy of a record onto a group's retry topic that redrive and replay both write.
 
-use orderflow_core::codec;
-use orderflow_core::event::ORDER_PLACED_SCHEMAS;
 use orderflow_core::headers::{
     is_runtime_header, OPERATOR_ACTION, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC,
 };
-use orderflow_core::registry::{confluent_parts, SchemaRegistry, SCHEMA_REGISTRY_URL};
-use orderflow_core::{Event, OrderPlaced};
+use orderflow_core::registry::{self, SchemaRegistry};
+use orderflow_core::OrderPlaced;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
@@ -66,16 +64,9 @@ pub fn decode(
     registry: Option<&SchemaRegistry>,
 ) -> Result<OrderPlaced, String> {
     let bytes = message.payload().ok_or("no payload")?;
-    let Some((id, body)) = confluent_parts(bytes) else {
-        return OrderPlaced::decode(bytes).map_err(|e| e.to_string());
-    };
-    let registry = registry.ok_or_else(|| {
-        format!("Confluent-framed (schema id {id}); set {SCHEMA_REGISTRY_URL} to decode it")
-    })?;
-    let writer = tokio::runtime::Handle::current()
-        .block_on(registry.schema(id))
-        .map_err(|e| format!("schema id {id}: {e}"))?;
-    codec::decode_with_writer(&ORDER_PLACED_SCHEMAS, &writer, body).map_err(|e| e.to_string())
+    tokio::runtime::Handle::current()
+        .block_on(registry::decode(registry, bytes))
+        .map_err(|e| e.to_string())
 }
 
 /// Where an event was first read from, as the `x-origin-*` headers say.

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use orderflow_core::telemetry;
-use tracing::Instrument;
 
 /// A provider's message-lookup endpoint.
 #[derive(Debug, Clone)]
@@ -29,30 +28,15 @@ impl MessageLookup {
 
     /// Whether the provider accepted a message with `message_id`.
     pub async fn accepted(&self, message_id: &str) -> Result<bool, reqwest::Error> {
-        let span = telemetry::http_client_span("GET", "message lookup", &self.url);
-        let answer = async {
-            let mut request = self
-                .http
-                .get(&self.url)
-                .query(&[("message_id", message_id)]);
-            for (name, value) in telemetry::context_headers(&span) {
-                request = request.header(name, value);
-            }
-            let response = request.send().await?;
-            telemetry::record_http_status(&span, response.status().as_u16());
-            response
-                .error_for_status()?
-                .json::<Vec<serde_json::Value>>()
-                .await
-        }
-        .instrument(span.clone())
-        .await;
-        match answer {
-            Ok(found) => Ok(!found.is_empty()),
-            Err(e) => {
-                telemetry::record_error(&span, "lookup", &e.to_string());
-                Err(e)
-            }
-        }
+        let request = self
+            .http
+            .get(&self.url)
+            .query(&[("message_id", message_id)]);
+        let found: Vec<serde_json::Value> = telemetry::send_traced(request, "message lookup")
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(!found.is_empty())
     }
 }

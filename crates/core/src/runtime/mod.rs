@@ -35,7 +35,7 @@ pub use crate::headers::{
 use crate::codec::{self, DecodeError, SchemaFamily};
 use crate::config::{self, ConfigError, KafkaConfig, Source};
 use crate::kafka;
-use crate::registry::{self, RegistryError, SchemaRegistry};
+use crate::registry::{self, SchemaRegistry, Undecodable};
 use crate::telemetry::{self, HeaderPairs};
 use dead_letter::DeadLetters;
 use keyed::{Job, KeyedScheduler};
@@ -77,40 +77,13 @@ pub struct Delivery {
     pub prior_attempts: u32,
 }
 
-/// Why a payload gave no event.
-enum Undecodable {
-    Poison(String),
-    RegistryUnavailable(RegistryError),
-}
-
-/// The event in a payload of either framing: Avro single-object, or Confluent's (a zero byte and
-/// a schema registry id), whose writer schema the registry gives.
+/// The event in a payload of either framing (see `registry::decode`).
 async fn decode<E: Event>(
     settings: &ConsumerSettings,
     payload: Option<&[u8]>,
 ) -> Result<E, Undecodable> {
-    let poison = |e: &dyn std::fmt::Display| Undecodable::Poison(e.to_string());
-    let Some(bytes) = payload else {
-        return Err(Undecodable::Poison("empty payload".into()));
-    };
-    let Some((id, body)) = registry::confluent_parts(bytes) else {
-        return E::decode(bytes).map_err(|e| poison(&e));
-    };
-    let Some(registry) = &settings.schema_registry else {
-        return Err(Undecodable::Poison(format!(
-            "message is Confluent-framed (schema id {id}) but no schema registry is configured \
-             ({})",
-            registry::SCHEMA_REGISTRY_URL
-        )));
-    };
-    let writer = registry.schema(id).await.map_err(|e| {
-        if e.is_retryable() {
-            Undecodable::RegistryUnavailable(e)
-        } else {
-            poison(&format!("schema id {id}: {e}"))
-        }
-    })?;
-    codec::decode_with_writer(E::family(), &writer, body).map_err(|e| poison(&e))
+    let bytes = payload.ok_or_else(|| Undecodable::Poison("empty payload".into()))?;
+    registry::decode(settings.schema_registry.as_ref(), bytes).await
 }
 
 /// How a handler failed, which decides what the runtime does next.
