@@ -20,7 +20,7 @@ use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::OwnedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -352,6 +352,20 @@ impl ConsumerContext for RebalanceContext {
                 .collect();
             tracing::info!(?partitions, "partitions assigned");
             self.assigned().extend(partitions);
+        }
+    }
+
+    /// An asynchronous commit reports its failure only here; the positions are committed again
+    /// on the next tick instead of counting as done, so a crash does not redo more than needed.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            let partitions: Vec<Partition> = offsets
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            tracing::warn!(error = %e, ?partitions, "offset commit failed; will retry");
+            self.tracker.commit_failed(&partitions);
         }
     }
 }

@@ -119,6 +119,16 @@ impl OffsetTracker {
         }
     }
 
+    /// Forgets that positions of `partitions` were committed, so the next commit sends them again.
+    pub fn commit_failed(&self, partitions: &[Partition]) {
+        let mut map = self.partitions.lock().expect("offset tracker lock");
+        for p in partitions {
+            if let Some(state) = map.get_mut(p) {
+                state.committed = -1;
+            }
+        }
+    }
+
     /// Gives partitions up: waits up to `timeout` for their running work, then forgets them and
     /// returns the positions to commit. Work not yet started is dropped; work still running after
     /// the timeout may be redone by the next owner, which idempotent handlers absorb.
@@ -181,6 +191,18 @@ mod tests {
         t.committed(&[(p(0), 13)]);
         assert!(t.uncommitted().is_empty());
         assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_commit_is_sent_again() {
+        let t = OffsetTracker::default();
+        let g = t.received(&p(3), 7);
+        assert!(t.start(&p(3), g));
+        t.finish(&p(3), g, 7);
+        t.committed(&[(p(3), 8)]);
+        assert!(t.uncommitted().is_empty());
+        t.commit_failed(&[p(3)]);
+        assert_eq!(t.uncommitted(), vec![(p(3), 8)]);
     }
 
     #[test]
