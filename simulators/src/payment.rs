@@ -1,6 +1,7 @@
 //! The payment provider: `GET /v1/payments/{reference}` answers what checkout verifies before it
-//! accepts an order. Tests and the demo script payments with `PUT /v1/payments/{reference}` and
-//! the provider's behaviour with `PUT /_sim/behaviour`.
+//! accepts an order. Tests and the demo script payments with `PUT /v1/payments/{reference}` (or
+//! many at once with `PUT /_sim/payments`, as the load generator does) and the provider's
+//! behaviour with `PUT /_sim/behaviour`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -61,6 +62,7 @@ impl PaymentSim {
                 "/v1/payments/{reference}",
                 get(read_payment).put(script_payment),
             )
+            .route("/_sim/payments", put(script_payments))
             .route("/_sim/behaviour", put(set_behaviour))
             .with_state(Arc::clone(&state));
         tokio::spawn(async move {
@@ -160,6 +162,18 @@ async fn script_payment(
             currency: p.currency,
         },
     );
+    StatusCode::NO_CONTENT
+}
+
+/// Scripts many payments in one request, each as `PUT /v1/payments/{reference}` would.
+async fn script_payments(
+    State(state): Shared,
+    Json(payments): Json<Vec<PaymentRecord>>,
+) -> StatusCode {
+    let mut s = state.lock().expect("simulator state lock");
+    for p in payments {
+        s.payments.insert(p.reference.clone(), p);
+    }
     StatusCode::NO_CONTENT
 }
 

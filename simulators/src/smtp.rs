@@ -146,6 +146,7 @@ impl SmtpSink {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
                         let shared = Arc::clone(&accepting);
                         tokio::spawn(async move {
                             let (read, write) = stream.into_split();
@@ -555,8 +556,10 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'a, R, W> {
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
-        self.writer.write_all(text.as_bytes()).await?;
-        self.writer.write_all(b"\r\n").await?;
+        // One write per reply: a reply split in two waits for the client's delayed ACK (Nagle).
+        self.writer
+            .write_all(format!("{text}\r\n").as_bytes())
+            .await?;
         self.writer.flush().await
     }
 }

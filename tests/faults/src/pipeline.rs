@@ -91,12 +91,25 @@ pub struct Pipeline {
     base: Vec<(String, String)>,
     services: BTreeMap<&'static str, Process>,
     extras: Vec<Process>,
+    /// Where each service's first instance serves `/metrics`.
+    metrics_ports: BTreeMap<&'static str, u16>,
 }
 
 impl Pipeline {
     /// Creates the run's topics and starts the simulators and every service, with `extra_env`
     /// added to each one's environment; returns once checkout and the report API answer.
     pub async fn start(servers: &Servers, scenario: &str, extra_env: &[(&str, String)]) -> Self {
+        let mut pipeline = Self::prepare(servers, scenario, extra_env).await;
+        for service in SERVICES {
+            pipeline.start_service(service);
+        }
+        pipeline.await_apis().await;
+        pipeline
+    }
+
+    /// Creates the run's topics and starts the simulators, but no service: the caller starts
+    /// the ones it needs with [`Pipeline::start_service`].
+    pub async fn prepare(servers: &Servers, scenario: &str, extra_env: &[(&str, String)]) -> Self {
         let run = format!(
             "{}_{}",
             scenario.replace('-', "_"),
@@ -168,7 +181,7 @@ impl Pipeline {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
 
-        let mut pipeline = Self {
+        Self {
             run,
             orders_topic,
             payments,
@@ -184,21 +197,31 @@ impl Pipeline {
             accepted: Default::default(),
             services: BTreeMap::new(),
             extras: Vec::new(),
-        };
-        for service in SERVICES {
-            let launch = pipeline.launch(service, 0);
-            pipeline
-                .services
-                .insert(service, Process::spawn(service, launch));
+            metrics_ports: SERVICES.iter().map(|s| (*s, free_port())).collect(),
         }
-        for port in [checkout_port, reporting_port] {
+    }
+
+    /// Starts the first instance of one of [`SERVICES`].
+    pub fn start_service(&mut self, service: &'static str) {
+        let launch = self.launch(service, 0);
+        self.services
+            .insert(service, Process::spawn(service, launch));
+    }
+
+    /// Waits until checkout and the report API accept connections.
+    pub async fn await_apis(&self) {
+        for url in [&self.checkout_url, &self.reporting_url] {
+            let port = url
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a loopback URL with a port");
             assert!(
                 wait_for_port(port, Duration::from_secs(60)).await,
                 "checkout or sales-reporting did not start; logs in {}",
-                pipeline.log_dir.display()
+                self.log_dir.display()
             );
         }
-        pipeline
     }
 
     /// How `service` is started: its binary, and the base environment with its own group,
@@ -228,6 +251,8 @@ impl Pipeline {
                 "ORDERFLOW_REPORTING_LISTEN",
                 format!("127.0.0.1:{}", free_port()),
             );
+        } else if let Some(port) = self.metrics_ports.get(service) {
+            set("ORDERFLOW_METRICS_LISTEN", format!("127.0.0.1:{port}"));
         }
         Launch {
             program: binary(service),
@@ -342,6 +367,16 @@ impl Pipeline {
             .unwrap_or_else(|| panic!("no service {service}"))
     }
 
+    /// The `/metrics` address of a service's first instance.
+    pub fn metrics_url(&self, service: &str) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.metrics_ports[service])
+    }
+
+    /// The process id of a service's first instance, while it runs.
+    pub fn pid(&self, service: &str) -> Option<u32> {
+        self.services.get(service)?.pid()
+    }
+
     pub fn log_dir(&self) -> &PathBuf {
         &self.log_dir
     }
@@ -363,18 +398,18 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// A service binary in the target folder this suite was built into (`target/debug`).
+/// A service binary in the target folder the running program was built into: the suite's
+/// (`target/debug/deps/faults-<hash>`) or a tool's (`target/release/orderflow-bench`).
 fn binary(service: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the suite's own path");
-    // target/debug/deps/faults-<hash> -> target/debug
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target folder");
+    let exe = std::env::current_exe().expect("the program's own path");
+    let mut dir = exe.parent().expect("target folder");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target folder");
+    }
     let path = dir.join(service);
     assert!(
         path.exists(),
-        "{} is missing: build the services first (cargo build --bins), or run scripts/faults.sh",
+        "{} is missing: build the services first (cargo build --bins) into the same profile",
         path.display()
     );
     path

@@ -103,6 +103,11 @@ impl Process {
         self.child.as_mut()?.try_wait().ok().flatten()
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log(&self) -> &Path {
         &self.launch.log
     }

@@ -1,0 +1,278 @@
+//! Phase 3: each consumer alone drains a pre-filled topic, next to its ceilings measured in the
+//! same run on the same topic: a null handler on the same runtime and Kafka settings (what the
+//! broker and the decoder allow), and PostgreSQL's own bulk-insert rate (what the database
+//! allows a consumer that writes a row per event). Supplier dispatch runs against a supplier
+//! that answers in 50 ms, and is held to its in-flight bound instead.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use orderflow_bench::cpu::CpuSnapshot;
+use orderflow_bench::memory::Sampler;
+use orderflow_core::event::OrderPlaced;
+use orderflow_core::kafka::{ensure_topics, TopicSpec};
+use orderflow_core::runtime::{self, ConsumerSettings, Delivery, Handler, HandlerError};
+use orderflow_faults::pipeline::{Pipeline, CONSUMERS};
+
+use crate::progress::{self, Rate};
+use crate::{events, Bench};
+
+/// The supplier's answer time in the dispatch figure.
+const SUPPLIER_LATENCY: Duration = Duration::from_millis(50);
+
+pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
+    let mut p = Pipeline::prepare(&bench.servers, "bench-drain", &bench.service_env()).await;
+    p.supplier.set_latency(SUPPLIER_LATENCY);
+    let events = bench.events;
+    let took = events::prefill(&p.kafka, &p.orders_topic, &p.run, events).await?;
+    println!(
+        "  pre-filled {} with {events} events in {:.1} s",
+        p.orders_topic,
+        took.as_secs_f64()
+    );
+
+    let cpu = CpuSnapshot::take();
+    let null = null_handler_rate(&p, events).await?;
+    bench.profile("null handler drain (ceiling)", &cpu);
+    bench.figure(
+        "consumers",
+        "consumers.ceiling.null_handler.events_per_s",
+        "Ceiling: null handler (events/s)",
+        null.per_second(),
+        "events/s",
+        true,
+    );
+    let bulk = bulk_insert_rate(&p, events.min(200_000)).await?;
+    bench.figure(
+        "consumers",
+        "consumers.ceiling.postgres_bulk_insert.rows_per_s",
+        "Ceiling: PostgreSQL bulk insert (rows/s)",
+        bulk.per_second(),
+        "rows/s",
+        true,
+    );
+    let ceiling = null.per_second().min(bulk.per_second());
+    println!(
+        "  ceilings: null handler {:.0} events/s, bulk insert {:.0} rows/s",
+        null.per_second(),
+        bulk.per_second()
+    );
+
+    let http = reqwest::Client::new();
+    let chosen: Vec<&'static str> = CONSUMERS
+        .into_iter()
+        .filter(|c| bench.consumers.iter().any(|chosen| chosen == c))
+        .collect();
+    for service in chosen {
+        let cpu = CpuSnapshot::take();
+        p.start_service(service);
+        let pid = p.pid(service).context("the consumer did not start")?;
+        let sampler = Sampler::start(pid, Duration::from_millis(500));
+        let url = p.metrics_url(service);
+        let drained =
+            progress::until(events, Duration::from_secs(60), || {
+                let (http, url) = (&http, &url);
+                async move {
+                    progress::scrape(http, url, "orderflow_events_processed_total").await as u64
+                }
+            })
+            .await;
+        let memory = sampler.profile();
+        bench.profile(&format!("{service} drain"), &cpu);
+        if !p.stop_service(service) {
+            bench.note(format!("{service} did not stop cleanly after its drain"));
+        }
+        let rate = match drained {
+            Ok(rate) => rate,
+            Err(stalled) => {
+                bench.note(format!(
+                    "{service} stalled at {stalled} of {events} events; logs in {}",
+                    p.log_dir().display()
+                ));
+                continue;
+            }
+        };
+        println!(
+            "  {service}: {:.0} events/s, memory peak {:.1} MiB (growth {:+.1} MiB)",
+            rate.per_second(),
+            memory.peak_mib,
+            memory.growth_mib()
+        );
+        bench.figure(
+            "consumers",
+            &format!("consumers.{service}.events_per_s"),
+            &format!("{service} (events/s)"),
+            rate.per_second(),
+            "events/s",
+            true,
+        );
+        bench.figure(
+            "memory",
+            &format!("memory.{service}.drain.peak_mib"),
+            &format!("{service} peak while draining {events} (MiB)"),
+            memory.peak_mib,
+            "MiB",
+            false,
+        );
+        bench.figure(
+            "memory",
+            &format!("memory.{service}.drain.growth_mib"),
+            &format!("{service} growth, early to late in the drain (MiB)"),
+            memory.growth_mib(),
+            "MiB",
+            false,
+        );
+        bench.target(
+            &format!("memory.{service}.drain.peak_mib"),
+            &format!("{service} stays under 100 MiB through {events} events"),
+            memory.peak_mib,
+            100.0,
+            false,
+        );
+        if service == "supplier-dispatch" {
+            let bound = runtime::ConsumerSettings::new("", "").concurrency as f64;
+            let ideal = bound / SUPPLIER_LATENCY.as_secs_f64();
+            bench.figure(
+                "consumers",
+                "consumers.supplier-dispatch.share_of_in_flight_bound",
+                "supplier-dispatch / (in-flight bound / 50 ms)",
+                rate.per_second() / ideal,
+                "ratio",
+                true,
+            );
+            bench.target(
+                "consumers.supplier-dispatch.share_of_in_flight_bound",
+                &format!(
+                    "supplier dispatch with a 50 ms supplier reaches >= 80% of {bound} in flight / 50 ms = {ideal:.0} events/s"
+                ),
+                rate.per_second() / ideal,
+                0.8,
+                true,
+            );
+        } else {
+            bench.figure(
+                "consumers",
+                &format!("consumers.{service}.share_of_ceiling"),
+                &format!("{service} / ceiling"),
+                rate.per_second() / ceiling,
+                "ratio",
+                true,
+            );
+            bench.target(
+                &format!("consumers.{service}.share_of_ceiling"),
+                &format!("{service} drains at >= 50% of its ceiling ({ceiling:.0} events/s)"),
+                rate.per_second() / ceiling,
+                0.5,
+                true,
+            );
+        }
+    }
+    p.stop();
+    Ok(())
+}
+
+/// The runtime with a handler that does nothing but count: the broker's and the decoder's limit.
+#[derive(Clone, Default)]
+struct NullHandler {
+    handled: Arc<AtomicU64>,
+}
+
+impl Handler for NullHandler {
+    type Event = OrderPlaced;
+
+    async fn handle(&self, _event: &OrderPlaced, _delivery: &Delivery) -> Result<(), HandlerError> {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+async fn null_handler_rate(p: &Pipeline, events: u64) -> anyhow::Result<Rate> {
+    let settings = ConsumerSettings::new(format!("null-{}", p.run), p.orders_topic.clone());
+    ensure_topics(
+        &p.kafka,
+        &[
+            topic(&settings.dead_letter_topic),
+            topic(&settings.retry_topic),
+        ],
+    )
+    .await?;
+    let handler = NullHandler::default();
+    let handled = Arc::clone(&handler.handled);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let kafka = p.kafka.clone();
+    let task = tokio::spawn(async move {
+        runtime::run(&kafka, settings, handler, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let rate = progress::until(events, Duration::from_secs(60), || {
+        let n = handled.load(Ordering::Relaxed);
+        async move { n }
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.context("the null handler's runtime")??;
+    rate.map_err(|stalled| anyhow::anyhow!("the null handler stalled at {stalled} of {events}"))
+}
+
+fn topic(name: &str) -> TopicSpec {
+    TopicSpec {
+        name: name.to_string(),
+        partitions: 6,
+        retention_ms: 86_400_000,
+    }
+}
+
+/// Rows of an event's size inserted 500 per statement and transaction, one after the other, as a
+/// consumer batching its writes would at best.
+async fn bulk_insert_rate(p: &Pipeline, rows: u64) -> anyhow::Result<Rate> {
+    let pool = orderflow_core::db::DatabaseConfig {
+        url: p.database_url.clone(),
+        schema: format!("bench_bulk_{}", p.run),
+        max_connections: 1,
+    }
+    .connect()
+    .await?;
+    sqlx::query(
+        "CREATE TABLE bulk (event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,
+             amount_minor BIGINT NOT NULL, detail JSONB NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&pool)
+    .await?;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < rows {
+        let batch: Vec<u64> = (done..(done + 500).min(rows)).collect();
+        let ids: Vec<String> = batch.iter().map(|n| format!("evt-{n}")).collect();
+        let orders: Vec<String> = batch.iter().map(|n| format!("ord-{n}")).collect();
+        let amounts: Vec<i64> = batch.iter().map(|n| (*n as i64 % 10_000) * 7).collect();
+        let details: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|n| serde_json::json!({"sku": format!("SKU-{}", n % 50), "quantity": n % 3 + 1, "currency": "EUR"}))
+            .collect();
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO bulk (event_id, order_id, amount_minor, detail)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::jsonb[])",
+        )
+        .bind(&ids)
+        .bind(&orders)
+        .bind(&amounts)
+        .bind(&details)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        done += batch.len() as u64;
+    }
+    let rate = Rate {
+        counted: rows,
+        elapsed: started.elapsed(),
+    };
+    sqlx::query(&format!("DROP SCHEMA bench_bulk_{} CASCADE", p.run))
+        .execute(&pool)
+        .await?;
+    Ok(rate)
+}
