@@ -20,7 +20,22 @@ impl Rate {
 
 /// Samples `count` every 100 ms until it reaches `goal` or `patience` passes without progress.
 /// `Err` carries the last count when it stalled.
-pub async fn until<F, Fut>(goal: u64, patience: Duration, mut count: F) -> Result<Rate, u64>
+pub async fn until<F, Fut>(goal: u64, patience: Duration, count: F) -> Result<Rate, u64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = u64>,
+{
+    until_every(goal, patience, Duration::from_millis(100), count).await
+}
+
+/// [`until`], sampling every `every`: for a count that is costly to take while the measured
+/// services run.
+pub async fn until_every<F, Fut>(
+    goal: u64,
+    patience: Duration,
+    every: Duration,
+    mut count: F,
+) -> Result<Rate, u64>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = u64>,
@@ -40,8 +55,8 @@ where
         if now_count >= goal {
             let since = first.expect("a count that reached its goal moved");
             // The first sample already holds work done since the previous sample: count from
-            // the sample before it, 100 ms earlier, when it was still 0.
-            let elapsed = now.duration_since(since) + Duration::from_millis(100);
+            // the sample before it, when it was still 0.
+            let elapsed = now.duration_since(since) + every;
             return Ok(Rate {
                 counted: now_count,
                 elapsed,
@@ -50,7 +65,7 @@ where
         if now.duration_since(last_change) > patience {
             return Err(last);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

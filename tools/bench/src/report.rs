@@ -222,22 +222,17 @@ pub fn markdown(current: &Results, comparisons: Option<&[Comparison]>, chart_fil
         for f in current.figures.iter().filter(|f| f.group == group) {
             let value = with_unit(Some(f.value), &f.unit);
             match comparisons.and_then(|cs| cs.iter().find(|c| c.name == f.name)) {
-                Some(c) if c.regression => {
-                    let _ = writeln!(
-                        md,
-                        "| {} | {value} | {} | **{} regression** |",
-                        f.label,
-                        with_unit(c.baseline, &c.unit),
-                        c.change()
-                    );
-                }
                 Some(c) => {
+                    let change = if c.regression {
+                        format!("**{} regression**", c.change())
+                    } else {
+                        c.change()
+                    };
                     let _ = writeln!(
                         md,
-                        "| {} | {value} | {} | {} |",
+                        "| {} | {value} | {} | {change} |",
                         f.label,
                         with_unit(c.baseline, &c.unit),
-                        c.change()
                     );
                 }
                 None if comparisons.is_some() => {
