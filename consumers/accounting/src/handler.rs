@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use orderflow_core::db;
 use orderflow_core::idempotency::IdempotencyStore;
-use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use orderflow_core::{Batched, Delivery, Handler, HandlerError, OrderPlaced};
 use tracing::Instrument;
 
 use crate::chart::Chart;
 use crate::entry;
-use crate::store::{self, Booked};
+use crate::entry::Entry;
+use crate::store::{self, Booked, RunBooked};
 
 pub struct Journal {
     pub processed: IdempotencyStore,
@@ -76,6 +77,53 @@ impl Handler for Journal {
                     "order already journaled");
             }
         }
+        Ok(())
+    }
+
+    /// One claim and one insert per table for the run. A run holding an order journaled
+    /// already (a replay under a new event id) is refused whole: one by one, `handle` tells a
+    /// harmless replay from a conflict.
+    async fn handle_batch(&self, batch: &[Batched<OrderPlaced>]) -> Result<(), HandlerError> {
+        let mut entries = Vec::with_capacity(batch.len());
+        for b in batch {
+            let entry = entry::entry_for(&b.event, &self.chart).map_err(HandlerError::permanent)?;
+            // A free order with no costs has nothing to journal (see `handle`).
+            if !entry.postings.is_empty() {
+                entries.push(entry);
+            }
+        }
+        let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
+        let (mut tx, mut claimed) = self.processed.claim_many(&ids).await?;
+        let fresh: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| claimed.remove(&e.event_id))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let booked = store::book_run(&mut tx, &fresh, &self.time_zone)
+            .instrument(db::span("INSERT", "journal_entries"))
+            .await?;
+        let RunBooked::New(booked) = booked else {
+            return Err(HandlerError::permanent(format!(
+                "{booked:?}: the run is booked one order at a time"
+            )));
+        };
+        db::commit(tx).await?;
+        for (entry, booked) in fresh.iter().zip(booked) {
+            if let Booked::New {
+                entry_id,
+                placed_date,
+                entry_date,
+            } = booked
+            {
+                if placed_date != entry_date {
+                    tracing::warn!(order_id = %entry.order_id, entry_id, %placed_date, %entry_date,
+                        "order arrived after its day was exported; journaled on the next open day");
+                }
+            }
+        }
+        tracing::info!(entries = fresh.len(), "run of orders journaled");
         Ok(())
     }
 }

@@ -81,7 +81,7 @@ impl Settings {
         Ok(Self {
             ledger: LedgerSettings::from_source(src)?,
             kafka: KafkaConfig::from_source(src)?,
-            consumer: ConsumerSettings::from_source(src, GROUP, topics::ORDERS_PLACED)?,
+            consumer: ConsumerSettings::batched(GROUP, topics::ORDERS_PLACED).overridden_by(src)?,
             metrics_listen: observe::listen_address(src, METRICS_PORT)?,
         })
     }

@@ -7,6 +7,8 @@
 //! waits for bookings in flight, later bookings see the day closed, and a day's file never
 //! changes once written.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool};
 
@@ -51,79 +53,163 @@ pub async fn book(
     entry: &Entry,
     time_zone: &str,
 ) -> Result<Booked, sqlx::Error> {
+    match book_run(conn, &[entry], time_zone).await? {
+        RunBooked::New(mut booked) => Ok(booked.remove(0)),
+        RunBooked::AlreadyJournaled(_) => {
+            let (entry_id, event_id, currency, total_minor) = sqlx::query_as(
+                "SELECT id, event_id, currency, total_minor FROM journal_entries WHERE order_id = $1",
+            )
+            .bind(&entry.order_id)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(Booked::AlreadyJournaled(Existing {
+                entry_id,
+                event_id,
+                currency,
+                total_minor,
+            }))
+        }
+    }
+}
+
+/// What booking a run of entries did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunBooked {
+    /// Every entry was written: `Booked::New` for each, in the run's order.
+    New(Vec<Booked>),
+    /// This order has an entry already (or twice in the run). Some of the run's entries may be
+    /// written: the caller rolls back and books them one by one.
+    AlreadyJournaled(String),
+}
+
+/// Writes `entries` (of different orders) in the caller's transaction with one statement per
+/// table.
+pub async fn book_run(
+    conn: &mut PgConnection,
+    entries: &[&Entry],
+    time_zone: &str,
+) -> Result<RunBooked, sqlx::Error> {
+    let mut orders = HashSet::new();
+    if let Some(twice) = entries.iter().find(|e| !orders.insert(&e.order_id)) {
+        return Ok(RunBooked::AlreadyJournaled(twice.order_id.clone()));
+    }
     sqlx::query("LOCK TABLE exported_days IN ROW SHARE MODE")
         .execute(&mut *conn)
         .await?;
-    // The first day on or after the order's own that is not exported: that day itself, or the
-    // day after one of the exported days that follow it.
-    let (placed_date, entry_date): (NaiveDate, NaiveDate) = sqlx::query_as(
-        "WITH placed AS (SELECT ($1::timestamptz AT TIME ZONE $2)::date AS day)
-         SELECT (SELECT day FROM placed), min(c.day)
-         FROM (SELECT day FROM placed
-               UNION ALL
-               SELECT e.day + 1 FROM exported_days e, placed p WHERE e.day >= p.day) c
-         WHERE NOT EXISTS (SELECT 1 FROM exported_days x WHERE x.day = c.day)",
+    // For each entry, the first day on or after the order's own that is not exported: that day
+    // itself, or the day after one of the exported days that follow it.
+    let days: Vec<(NaiveDate, NaiveDate)> = sqlx::query_as(
+        "WITH placed AS (
+             SELECT n, (t AT TIME ZONE $2)::date AS day
+             FROM UNNEST($1::timestamptz[]) WITH ORDINALITY AS u(t, n)
+         )
+         SELECT p.day,
+                (SELECT min(c.day)
+                 FROM (SELECT p.day
+                       UNION ALL
+                       SELECT e.day + 1 FROM exported_days e WHERE e.day >= p.day) c
+                 WHERE NOT EXISTS (SELECT 1 FROM exported_days x WHERE x.day = c.day))
+         FROM placed p
+         ORDER BY p.n",
     )
-    .bind(entry.booked_at)
+    .bind(entries.iter().map(|e| e.booked_at).collect::<Vec<_>>())
     .bind(time_zone)
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let entry_id: Option<i64> = sqlx::query_scalar(
+    let col = |get: fn(&Entry) -> String| entries.iter().map(|e| get(e)).collect::<Vec<_>>();
+    let inserted: Vec<(String, i64)> = sqlx::query_as(
         "INSERT INTO journal_entries
              (order_id, event_id, currency, minor_exponent, total_minor, booked_at, entry_date)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[],
+                              $6::timestamptz[], $7::date[])
          ON CONFLICT (order_id) DO NOTHING
-         RETURNING id",
+         RETURNING order_id, id",
     )
-    .bind(&entry.order_id)
-    .bind(&entry.event_id)
-    .bind(&entry.currency)
-    .bind(entry.minor_exponent as i16)
-    .bind(entry.total_minor)
-    .bind(entry.booked_at)
-    .bind(entry_date)
-    .fetch_optional(&mut *conn)
+    .bind(col(|e| e.order_id.clone()))
+    .bind(col(|e| e.event_id.clone()))
+    .bind(col(|e| e.currency.clone()))
+    .bind(
+        entries
+            .iter()
+            .map(|e| e.minor_exponent as i16)
+            .collect::<Vec<_>>(),
+    )
+    .bind(entries.iter().map(|e| e.total_minor).collect::<Vec<_>>())
+    .bind(entries.iter().map(|e| e.booked_at).collect::<Vec<_>>())
+    .bind(
+        days.iter()
+            .map(|(_, entry_date)| *entry_date)
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *conn)
     .await?;
-    let Some(entry_id) = entry_id else {
-        let (entry_id, event_id, currency, total_minor) = sqlx::query_as(
-            "SELECT id, event_id, currency, total_minor FROM journal_entries WHERE order_id = $1",
-        )
-        .bind(&entry.order_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        return Ok(Booked::AlreadyJournaled(Existing {
+    let ids: HashMap<String, i64> = inserted.into_iter().collect();
+    let mut booked = Vec::with_capacity(entries.len());
+    let mut postings = Postings::default();
+    for (entry, (placed_date, entry_date)) in entries.iter().zip(days) {
+        let Some(&entry_id) = ids.get(&entry.order_id) else {
+            return Ok(RunBooked::AlreadyJournaled(entry.order_id.clone()));
+        };
+        postings.add(entry_id, entry);
+        booked.push(Booked::New {
             entry_id,
-            event_id,
-            currency,
-            total_minor,
-        }));
-    };
-    let p = &entry.postings;
-    let amount = |side| -> Vec<i64> {
-        p.iter()
-            .map(|x| if x.side == side { x.amount_minor } else { 0 })
-            .collect()
-    };
-    sqlx::query(
-        "INSERT INTO postings
-             (entry_id, line_no, account_code, account_name, counterparty,
-              debit_minor, credit_minor, memo)
-         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[],
+            placed_date,
+            entry_date,
+        });
+    }
+    postings.insert(conn).await?;
+    Ok(RunBooked::New(booked))
+}
+
+/// The postings of a run's entries, as the columns of one insert.
+#[derive(Default)]
+struct Postings {
+    entry_id: Vec<i64>,
+    line_no: Vec<i32>,
+    account_code: Vec<String>,
+    account_name: Vec<String>,
+    counterparty: Vec<Option<String>>,
+    debit_minor: Vec<i64>,
+    credit_minor: Vec<i64>,
+    memo: Vec<String>,
+}
+
+impl Postings {
+    fn add(&mut self, entry_id: i64, entry: &Entry) {
+        for (n, p) in entry.postings.iter().enumerate() {
+            self.entry_id.push(entry_id);
+            self.line_no.push(n as i32 + 1);
+            self.account_code.push(p.account_code.clone());
+            self.account_name.push(p.account_name.clone());
+            self.counterparty.push(p.counterparty.clone());
+            let (debit, credit) = match p.side {
+                Side::Debit => (p.amount_minor, 0),
+                Side::Credit => (0, p.amount_minor),
+            };
+            self.debit_minor.push(debit);
+            self.credit_minor.push(credit);
+            self.memo.push(p.memo.clone());
+        }
+    }
+
+    async fn insert(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO postings
+                 (entry_id, line_no, account_code, account_name, counterparty,
+                  debit_minor, credit_minor, memo)
+             SELECT * FROM UNNEST($1::int8[], $2::int[], $3::text[], $4::text[], $5::text[],
                                   $6::bigint[], $7::bigint[], $8::text[])",
-    )
-    .bind(entry_id)
-    .bind((1..=p.len() as i32).collect::<Vec<_>>())
-    .bind(p.iter().map(|x| x.account_code.clone()).collect::<Vec<_>>())
-    .bind(p.iter().map(|x| x.account_name.clone()).collect::<Vec<_>>())
-    .bind(p.iter().map(|x| x.counterparty.clone()).collect::<Vec<_>>())
-    .bind(amount(Side::Debit))
-    .bind(amount(Side::Credit))
-    .bind(p.iter().map(|x| x.memo.clone()).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-    Ok(Booked::New {
-        entry_id,
-        placed_date,
-        entry_date,
-    })
+        )
+        .bind(self.entry_id)
+        .bind(self.line_no)
+        .bind(self.account_code)
+        .bind(self.account_name)
+        .bind(self.counterparty)
+        .bind(self.debit_minor)
+        .bind(self.credit_minor)
+        .bind(self.memo)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
 }

@@ -27,24 +27,32 @@ pub async fn already_queued(
     Ok(rows.into_iter().collect())
 }
 
+/// Records e-mails handed to RabbitMQ, each with the event that queued it, in one statement.
 pub async fn record_queued(
     conn: &mut PgConnection,
-    event_id: &str,
-    rendered: &Rendered,
+    queued: &[(&str, &Rendered)],
 ) -> Result<(), sqlx::Error> {
-    let e = &rendered.email;
+    let col = |get: &dyn Fn(&str, &Rendered) -> String| -> Vec<String> {
+        queued.iter().map(|(event, r)| get(event, r)).collect()
+    };
     sqlx::query(
         "INSERT INTO queued_emails (message_id, order_id, event_id, kind, recipients, lang, subject)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         SELECT message_id, order_id, event_id, kind, string_to_array(recipients, E'\\n'), lang,
+                subject
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[])
+              AS q(message_id, order_id, event_id, kind, recipients, lang, subject)
          ON CONFLICT (message_id) DO NOTHING",
     )
-    .bind(&e.message_id)
-    .bind(&e.order_id)
-    .bind(event_id)
-    .bind(e.kind.as_str())
-    .bind(&e.envelope_to)
-    .bind(rendered.lang.code())
-    .bind(&rendered.subject)
+    .bind(col(&|_, r| r.email.message_id.clone()))
+    .bind(col(&|_, r| r.email.order_id.clone()))
+    .bind(col(&|event, _| event.to_string()))
+    .bind(col(&|_, r| r.email.kind.as_str().to_string()))
+    // One array column per row cannot be bound as an array of arrays of different lengths; an
+    // address never holds a line break, so the recipients travel joined by one.
+    .bind(col(&|_, r| r.email.envelope_to.join("\n")))
+    .bind(col(&|_, r| r.lang.code().to_string()))
+    .bind(col(&|_, r| r.subject.clone()))
     .execute(conn)
     .await?;
     Ok(())

@@ -4,10 +4,11 @@
 
 use orderflow_core::db;
 use orderflow_core::idempotency::IdempotencyStore;
-use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use orderflow_core::{Batched, Delivery, Handler, HandlerError, OrderPlaced};
 use tracing::Instrument;
 
-use crate::{line, staging};
+use crate::line::{self, SoldLine};
+use crate::staging;
 
 pub struct StageLines {
     store: IdempotencyStore,
@@ -23,9 +24,7 @@ impl Handler for StageLines {
     type Event = OrderPlaced;
 
     async fn handle(&self, order: &OrderPlaced, delivery: &Delivery) -> Result<(), HandlerError> {
-        order.check_consistency().map_err(HandlerError::permanent)?;
-        let lines = line::sold_lines(order)
-            .map_err(|e| HandlerError::permanent(format!("order {}: {e}", order.order_id)))?;
+        let lines = checked_lines(order)?;
         let Some(mut tx) = self.store.claim(&order.event_id, delivery).await? else {
             tracing::debug!(order_id = %order.order_id, "event already archived");
             return Ok(());
@@ -44,4 +43,33 @@ impl Handler for StageLines {
         );
         Ok(())
     }
+
+    /// One claim and one insert for the whole run; a duplicate of an event in the run stages
+    /// nothing, as its id is claimed once.
+    async fn handle_batch(&self, batch: &[Batched<OrderPlaced>]) -> Result<(), HandlerError> {
+        let orders: Vec<(&OrderPlaced, Vec<SoldLine>)> = batch
+            .iter()
+            .map(|b| Ok((&b.event, checked_lines(&b.event)?)))
+            .collect::<Result<_, HandlerError>>()?;
+        let ids: Vec<&str> = orders.iter().map(|(o, _)| o.event_id.as_str()).collect();
+        let (mut tx, mut claimed) = self.store.claim_many(&ids).await?;
+        let lines: Vec<SoldLine> = orders
+            .into_iter()
+            .filter(|(order, _)| claimed.remove(&order.event_id))
+            .flat_map(|(_, lines)| lines)
+            .collect();
+        let staged = staging::stage(&mut tx, &lines)
+            .instrument(db::span("INSERT", "staged_lines"))
+            .await?;
+        db::commit(tx).await?;
+        tracing::debug!(events = batch.len(), staged, "run of orders staged");
+        Ok(())
+    }
+}
+
+/// The order's sold lines, or why it cannot be archived.
+fn checked_lines(order: &OrderPlaced) -> Result<Vec<SoldLine>, HandlerError> {
+    order.check_consistency().map_err(HandlerError::permanent)?;
+    line::sold_lines(order)
+        .map_err(|e| HandlerError::permanent(format!("order {}: {e}", order.order_id)))
 }

@@ -80,7 +80,7 @@ impl Settings {
         }
         Ok(Self {
             kafka: KafkaConfig::from_source(src)?,
-            consumer: ConsumerSettings::from_source(src, GROUP, topics::ORDERS_PLACED)?,
+            consumer: ConsumerSettings::batched(GROUP, topics::ORDERS_PLACED).overridden_by(src)?,
             database: DatabaseConfig::from_source(src, SCHEMA)?,
             archive,
             flush: FlushPolicy {

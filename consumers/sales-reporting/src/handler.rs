@@ -2,7 +2,7 @@
 
 use orderflow_core::db;
 use orderflow_core::idempotency::IdempotencyStore;
-use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use orderflow_core::{Batched, Delivery, Handler, HandlerError, OrderPlaced};
 use tracing::Instrument;
 
 use crate::sale::Sale;
@@ -23,19 +23,50 @@ impl Handler for SalesHandler {
     type Event = OrderPlaced;
 
     async fn handle(&self, order: &OrderPlaced, delivery: &Delivery) -> Result<(), HandlerError> {
-        order.check_consistency().map_err(HandlerError::permanent)?;
-        let sale = Sale::from_order(order).map_err(HandlerError::permanent)?;
+        let sale = sale_of(order)?;
         // The upserts commit with the "processed" mark or not at all, so a redelivery after a
         // crash finds either nothing done or everything done.
         let Some(mut tx) = self.idempotency.claim(&order.event_id, delivery).await? else {
             tracing::debug!(event_id = %order.event_id, "already counted");
             return Ok(());
         };
-        store::record(&mut tx, &sale)
+        store::record(&mut tx, &[&sale])
             .instrument(db::span("INSERT", "monthly_sales"))
             .await?;
         db::commit(tx).await?;
         tracing::debug!(order_id = %order.order_id, gross_minor = sale.total.gross_minor, "order counted");
         Ok(())
     }
+
+    /// One claim and one upsert statement for the run, the run's sales summed per report row.
+    async fn handle_batch(&self, batch: &[Batched<OrderPlaced>]) -> Result<(), HandlerError> {
+        let sales: Vec<Sale> = batch
+            .iter()
+            .map(|b| sale_of(&b.event))
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<&str> = sales.iter().map(|s| s.event_id.as_str()).collect();
+        let (mut tx, mut claimed) = self.idempotency.claim_many(&ids).await?;
+        let fresh: Vec<&Sale> = sales
+            .iter()
+            .filter(|s| claimed.remove(&s.event_id))
+            .collect();
+        if !fresh.is_empty() {
+            store::record(&mut tx, &fresh)
+                .instrument(db::span("INSERT", "monthly_sales"))
+                .await?;
+        }
+        db::commit(tx).await?;
+        tracing::debug!(
+            events = batch.len(),
+            counted = fresh.len(),
+            "run of orders counted"
+        );
+        Ok(())
+    }
+}
+
+/// The order's contribution to the report, or why it cannot be counted.
+fn sale_of(order: &OrderPlaced) -> Result<Sale, HandlerError> {
+    order.check_consistency().map_err(HandlerError::permanent)?;
+    Sale::from_order(order).map_err(HandlerError::permanent)
 }

@@ -62,7 +62,7 @@ impl Settings {
     pub fn from_source(src: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             kafka: KafkaConfig::from_source(src)?,
-            consumer: ConsumerSettings::from_source(src, GROUP, topics::ORDERS_PLACED)?,
+            consumer: ConsumerSettings::batched(GROUP, topics::ORDERS_PLACED).overridden_by(src)?,
             database: DatabaseConfig::from_source(src, DEFAULT_SCHEMA)?,
             listen: config::optional(src, LISTEN)?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8093))),

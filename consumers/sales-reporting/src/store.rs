@@ -46,38 +46,43 @@ pub async fn pinned_time_zone(pool: &PgPool) -> Result<Option<String>, sqlx::Err
         .await
 }
 
-/// Adds `sale` to its month in one statement (a single round trip): the month total, every
-/// breakdown row (one multi-row upsert from arrays) and, for a recent order, `recent_sales`.
+/// Adds `sales` to their months in one statement (a single round trip): the month totals, every
+/// breakdown row and, for recent orders, `recent_sales`. A run's sales are summed per row before
+/// the upserts, so a month's hot total row is written once per run, and rows are upserted in
+/// one sorted order in every transaction, so concurrent runs never deadlock on each other's rows.
 /// The month comes from the stored time zone, so every instance buckets alike; should it be
-/// missing, the month is NULL and the statement fails instead of dropping the order. An
+/// missing, the month is NULL and the statement fails instead of dropping the orders. An
 /// operator's reprocess of an event counts it again in the months, as asked, but its recent sale
 /// is already there and stays one.
-pub async fn record(conn: &mut PgConnection, sale: &Sale) -> Result<(), sqlx::Error> {
-    let n = sale.breakdown.len();
-    let (mut dimensions, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut orders, mut units) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut net, mut tax) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut shipping, mut gross) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for ((dimension, key), f) in &sale.breakdown {
-        dimensions.push(dimension.as_str());
-        keys.push(key.as_str());
-        orders.push(f.orders);
-        units.push(f.units);
-        net.push(f.net_minor);
-        tax.push(f.tax_minor);
-        shipping.push(f.shipping_minor);
-        gross.push(f.gross_minor);
+pub async fn record(conn: &mut PgConnection, sales: &[&Sale]) -> Result<(), sqlx::Error> {
+    let mut s = Columns::default();
+    let mut b = Columns::default();
+    let (mut sale_no, mut dimensions, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, sale) in sales.iter().enumerate() {
+        s.push(&sale.total);
+        for ((dimension, key), f) in &sale.breakdown {
+            sale_no.push(n as i64 + 1);
+            dimensions.push(dimension.as_str());
+            keys.push(key.as_str());
+            b.push(f);
+        }
     }
-    let t = &sale.total;
     sqlx::query(
-        "WITH bucket AS (
-             SELECT date_trunc('month', $1::timestamptz AT TIME ZONE
-                        (SELECT business_timezone FROM report_settings))::date AS month
+        "WITH sales AS (
+             SELECT n, placed_at, currency, event_id,
+                    date_trunc('month', placed_at AT TIME ZONE
+                        (SELECT business_timezone FROM report_settings))::date AS month,
+                    orders, units, net, tax, shipping, gross
+             FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int8[], $5::int8[],
+                         $6::int8[], $7::int8[], $8::int8[], $9::int8[]) WITH ORDINALITY
+                  AS s(placed_at, currency, event_id, orders, units, net, tax, shipping, gross, n)
          ),
          totals AS (
              INSERT INTO monthly_sales AS m
                  (month, currency, orders, units, net_minor, tax_minor, shipping_minor, gross_minor)
-             SELECT month, $2, $3, $4, $5, $6, $7, $8 FROM bucket
+             SELECT month, currency, sum(orders), sum(units), sum(net), sum(tax), sum(shipping),
+                    sum(gross)
+             FROM sales GROUP BY month, currency ORDER BY month, currency
              ON CONFLICT (month, currency) DO UPDATE SET
                  orders = m.orders + excluded.orders,
                  units = m.units + excluded.units,
@@ -90,12 +95,14 @@ pub async fn record(conn: &mut PgConnection, sale: &Sale) -> Result<(), sqlx::Er
              INSERT INTO monthly_sales_by AS m
                  (month, currency, dimension, key,
                   orders, units, net_minor, tax_minor, shipping_minor, gross_minor)
-             SELECT bucket.month, $2, r.dimension, r.key,
-                    r.orders, r.units, r.net, r.tax, r.shipping, r.gross
-             FROM bucket,
-                  unnest($9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[],
-                         $14::bigint[], $15::bigint[], $16::bigint[])
-                      AS r(dimension, key, orders, units, net, tax, shipping, gross)
+             SELECT s.month, s.currency, r.dimension, r.key, sum(r.orders), sum(r.units),
+                    sum(r.net), sum(r.tax), sum(r.shipping), sum(r.gross)
+             FROM unnest($10::int8[], $11::text[], $12::text[], $13::int8[], $14::int8[],
+                         $15::int8[], $16::int8[], $17::int8[], $18::int8[])
+                      AS r(n, dimension, key, orders, units, net, tax, shipping, gross)
+             JOIN sales s ON s.n = r.n
+             GROUP BY s.month, s.currency, r.dimension, r.key
+             ORDER BY s.month, s.currency, r.dimension, r.key
              ON CONFLICT (month, currency, dimension, key) DO UPDATE SET
                  orders = m.orders + excluded.orders,
                  units = m.units + excluded.units,
@@ -105,30 +112,64 @@ pub async fn record(conn: &mut PgConnection, sale: &Sale) -> Result<(), sqlx::Er
                  gross_minor = m.gross_minor + excluded.gross_minor
          )
          INSERT INTO recent_sales (event_id, placed_at, currency, gross_minor)
-         SELECT $17, $1, $2, $8 WHERE $1 > now() - $18::interval
+         SELECT event_id, placed_at, currency, gross FROM sales
+         WHERE placed_at > now() - $19::interval
          ON CONFLICT (event_id) DO NOTHING",
     )
-    .bind(sale.placed_at)
-    .bind(&sale.currency)
-    .bind(t.orders)
-    .bind(t.units)
-    .bind(t.net_minor)
-    .bind(t.tax_minor)
-    .bind(t.shipping_minor)
-    .bind(t.gross_minor)
-    .bind(&dimensions)
-    .bind(&keys)
-    .bind(&orders)
-    .bind(&units)
-    .bind(&net)
-    .bind(&tax)
-    .bind(&shipping)
-    .bind(&gross)
-    .bind(&sale.event_id)
+    .bind(sales.iter().map(|s| s.placed_at).collect::<Vec<_>>())
+    .bind(
+        sales
+            .iter()
+            .map(|s| s.currency.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        sales
+            .iter()
+            .map(|s| s.event_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(s.orders)
+    .bind(s.units)
+    .bind(s.net)
+    .bind(s.tax)
+    .bind(s.shipping)
+    .bind(s.gross)
+    .bind(sale_no)
+    .bind(dimensions)
+    .bind(keys)
+    .bind(b.orders)
+    .bind(b.units)
+    .bind(b.net)
+    .bind(b.tax)
+    .bind(b.shipping)
+    .bind(b.gross)
     .bind(format!("{} seconds", RECENT_RETENTION.as_secs()))
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Figures as the array columns of an upsert.
+#[derive(Default)]
+struct Columns {
+    orders: Vec<i64>,
+    units: Vec<i64>,
+    net: Vec<i64>,
+    tax: Vec<i64>,
+    shipping: Vec<i64>,
+    gross: Vec<i64>,
+}
+
+impl Columns {
+    fn push(&mut self, f: &Figures) {
+        self.orders.push(f.orders);
+        self.units.push(f.units);
+        self.net.push(f.net_minor);
+        self.tax.push(f.tax_minor);
+        self.shipping.push(f.shipping_minor);
+        self.gross.push(f.gross_minor);
+    }
 }
 
 /// One row of a month's report: the total (`dimension` "total", empty key) or a breakdown row.

@@ -3,6 +3,8 @@
 //! "done" mark commit together or not at all. An operator can ask for an event to be processed
 //! again (`orderflowctl replay --reprocess`); the claim then lets it through once more.
 
+use std::collections::HashSet;
+
 use sqlx::{PgPool, Postgres, Transaction};
 use tracing::Instrument;
 
@@ -86,6 +88,32 @@ impl IdempotencyStore {
             tx.rollback().await?;
             Ok(None)
         }
+    }
+
+    /// Starts a transaction that claims, in one statement, the ids of `event_ids` the group has
+    /// not processed, and returns it with the ids it claimed (each once, however often it is
+    /// given). For a run of source-topic events (`Handler::handle_batch`), which never ask for
+    /// reprocessing.
+    pub async fn claim_many(
+        &self,
+        event_ids: &[&str],
+    ) -> Result<(Transaction<'static, Postgres>, HashSet<String>), sqlx::Error> {
+        async {
+            let mut tx = self.pool.begin().await?;
+            let claimed: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO processed_events (consumer_group, event_id)
+                 SELECT $1, id FROM UNNEST($2::text[]) AS id
+                 ON CONFLICT DO NOTHING
+                 RETURNING event_id",
+            )
+            .bind(&self.group)
+            .bind(event_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            Ok((tx, claimed.into_iter().collect()))
+        }
+        .instrument(db::span("INSERT", "processed_events"))
+        .await
     }
 
     /// Whether the group has processed `event_id`.

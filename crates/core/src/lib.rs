@@ -19,4 +19,4 @@ pub mod topics;
 
 pub use codec::{DecodeError, EncodeError};
 pub use event::OrderPlaced;
-pub use runtime::{Delivery, Event, Handler, HandlerError};
+pub use runtime::{Batched, Delivery, Event, Handler, HandlerError};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -296,6 +296,16 @@ pub fn set_parent_from(span: &tracing::Span, carrier: &dyn Extractor) {
     let cx: Context = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
     // Fails only when the span is disabled by the filter, and then there is nothing to link.
     let _ = span.set_parent(cx);
+}
+
+/// Links `span` to the context carried by `carrier`: a batch's span points at each message's
+/// trace, since one span cannot have them all as parents.
+pub fn add_link_from(span: &tracing::Span, carrier: &dyn Extractor) {
+    let cx: Context = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
 }
 
 /// Header pairs as an OpenTelemetry carrier.

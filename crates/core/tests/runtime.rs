@@ -9,7 +9,7 @@ use orderflow_core::runtime::{
     self, ConsumerSettings, ATTEMPTS, ORIGIN_OFFSET, ORIGIN_PARTITION, ORIGIN_TOPIC, REASON,
 };
 use orderflow_core::topics::{dead_letter_topic, retry_topic};
-use orderflow_core::{Delivery, Handler, HandlerError, OrderPlaced};
+use orderflow_core::{Batched, Delivery, Handler, HandlerError, OrderPlaced};
 use orderflow_testkit::{self as kit, sample_order_placed};
 use rdkafka::Message;
 
@@ -253,6 +253,110 @@ async fn poison_and_failing_events_go_to_the_dead_letters_and_the_partition_move
         Some(5),
         "the partition moved past all five"
     );
+}
+
+/// (order id, gift message) in the order handled.
+type HandledOrders = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// Handles runs at once; a run holding the refused order fails as a whole, as a transaction would.
+#[derive(Clone, Default)]
+struct RunRecorder {
+    handled: HandledOrders,
+    runs: Arc<Mutex<Vec<usize>>>,
+    refused: String,
+}
+
+impl Handler for RunRecorder {
+    type Event = OrderPlaced;
+
+    async fn handle(&self, event: &OrderPlaced, _: &Delivery) -> Result<(), HandlerError> {
+        if event.order_id == self.refused {
+            return Err(HandlerError::permanent("refused"));
+        }
+        self.handled
+            .lock()
+            .unwrap()
+            .push((event.order_id.clone(), event.gift_message.clone()));
+        Ok(())
+    }
+
+    async fn handle_batch(&self, batch: &[Batched<OrderPlaced>]) -> Result<(), HandlerError> {
+        if batch.iter().any(|b| b.event.order_id == self.refused) {
+            return Err(HandlerError::permanent("a refused order in the run"));
+        }
+        self.runs.lock().unwrap().push(batch.len());
+        self.handled.lock().unwrap().extend(
+            batch
+                .iter()
+                .map(|b| (b.event.order_id.clone(), b.event.gift_message.clone())),
+        );
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_are_handled_at_once_and_a_failed_run_is_retried_event_by_event() {
+    let s = setup(2).await;
+    let mut events = orders("run", 300);
+    // One order's three events, spread among the others, must be handled in their order.
+    for (i, at) in [10, 150, 290].into_iter().enumerate() {
+        let mut e = sample_order_placed("run-seq");
+        e.gift_message = Some(i.to_string());
+        events.insert(at, ("run-seq".to_string(), e.encode().unwrap()));
+    }
+    events.insert(200, ("garbage".to_string(), b"not avro".to_vec()));
+    kit::produce(&s.topic, &events).await;
+    let handler = RunRecorder {
+        refused: "run-77".to_string(),
+        ..Default::default()
+    };
+    let mut settings = settings(&s);
+    settings.batch_size = 64;
+    settings.concurrency = 2;
+    let (stop, task) = kit::spawn_runtime(settings, handler.clone());
+    let dead = kit::read_topic(&s.dlq, 2, Duration::from_secs(40)).await;
+    assert!(
+        kit::eventually(Duration::from_secs(40), || async {
+            handler.handled.lock().unwrap().len() >= 302
+        })
+        .await
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    let handled = handler.handled.lock().unwrap().clone();
+    let ids: Vec<&str> = handled.iter().map(|(id, _)| id.as_str()).collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().filter(|id| *id != "run-seq").collect();
+    assert_eq!(unique.len(), 299, "every order but the refused one");
+    assert_eq!(ids.len(), 302, "each handled once: {ids:?}");
+    assert!(!unique.contains("run-77"));
+    let seq: Vec<Option<String>> = handled
+        .iter()
+        .filter(|(id, _)| id == "run-seq")
+        .map(|(_, gift)| gift.clone())
+        .collect();
+    assert_eq!(seq, ["0", "1", "2"].map(|g| Some(g.to_string())).to_vec());
+    let runs = handler.runs.lock().unwrap().clone();
+    assert!(
+        runs.iter().any(|&n| n > 1) && runs.iter().all(|&n| n <= 64),
+        "runs of more than one event, at most the batch size: {runs:?}"
+    );
+    let reasons: BTreeSet<String> = dead
+        .iter()
+        .map(|m| kit::header(m, REASON).unwrap())
+        .collect();
+    assert!(reasons.contains("permanent: refused"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.starts_with("poison:")),
+        "{reasons:?}"
+    );
+    let mut committed = 0;
+    for p in 0..2 {
+        committed += kit::committed_offset(&s.group, &s.topic, p)
+            .await
+            .unwrap_or(0);
+    }
+    assert_eq!(committed, 304, "both partitions committed to their end");
 }
 
 /// The body of the consumer process that `a_killed_consumer_s_uncommitted_events_go_to_its_successor`

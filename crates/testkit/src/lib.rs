@@ -413,7 +413,15 @@ impl ConsumerFixture {
     /// Runtime settings on this fixture with quick retries, retry-topic rounds and commits, so
     /// a failure or a dead letter shows within a test's patience.
     pub fn consumer_settings(&self) -> ConsumerSettings {
-        let mut consumer = ConsumerSettings::new(&self.group, &self.topic);
+        self.quick(ConsumerSettings::new(&self.group, &self.topic))
+    }
+
+    /// `consumer_settings` for a handler that takes runs of events (`ConsumerSettings::batched`).
+    pub fn batched_consumer_settings(&self) -> ConsumerSettings {
+        self.quick(ConsumerSettings::batched(&self.group, &self.topic))
+    }
+
+    fn quick(&self, mut consumer: ConsumerSettings) -> ConsumerSettings {
         consumer.retry_min_delay = Duration::from_millis(10);
         consumer.retry_max_delay = Duration::from_millis(50);
         consumer.retry_max_attempts = 3;

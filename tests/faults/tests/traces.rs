@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orderflow_faults::pipeline::{Pipeline, Servers, CONSUMERS};
+use orderflow_faults::process::wait_for_port;
 use orderflow_simulators::storefront::sample_order;
 use serde_json::Value;
 
@@ -148,19 +149,19 @@ async fn wait_for_trace(trace_id: &str, complete: impl Fn(&Trace) -> bool) -> Tr
     trace
 }
 
+/// The services' environment for tracing: every trace kept, exported to the stack's Jaeger.
+fn trace_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint()),
+        ("OTEL_TRACES_SAMPLER", "parentbased_always_on".into()),
+        // Export every half second rather than every five, so the test waits less.
+        ("OTEL_BSP_SCHEDULE_DELAY", "500".into()),
+    ]
+}
+
 async fn start_pipeline(scenario: &str) -> Pipeline {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-traces");
-    Pipeline::start(
-        &Servers::stack(dir),
-        scenario,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint()),
-            ("OTEL_TRACES_SAMPLER", "parentbased_always_on".into()),
-            // Export every half second rather than every five, so the test waits less.
-            ("OTEL_BSP_SCHEDULE_DELAY", "500".into()),
-        ],
-    )
-    .await
+    Pipeline::start(&Servers::stack(dir), scenario, &trace_env()).await
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -171,36 +172,10 @@ fn random_hex(bytes: usize) -> String {
 async fn one_order_is_one_trace_from_the_checkout_request_to_every_effect() {
     let pipeline = start_pipeline("traces").await;
     let (order, total_minor) = sample_order(&pipeline.run, 0);
-    pipeline.payments.set_payment(
-        order["payment"]["reference"].as_str().unwrap(),
-        "succeeded",
-        total_minor,
-        order["currency"].as_str().unwrap(),
-    );
-    // The storefront's own span: the trace starts there, as it would with a traced web shop.
-    let (trace_id, storefront_span) = (random_hex(16), random_hex(8));
-    let answer = reqwest::Client::new()
-        .post(format!("{}/v1/orders", pipeline.checkout_url))
-        .header("traceparent", format!("00-{trace_id}-{storefront_span}-01"))
-        .json(&order)
-        .send()
-        .await
-        .expect("checkout answers");
-    assert_eq!(answer.status(), 201, "{}", answer.text().await.unwrap());
+    let (trace_id, storefront_span) = place_traced(&pipeline, &order, total_minor).await;
 
-    let orders = pipeline.orders_topic.clone();
-    let run = pipeline.run.clone();
-    let queue = format!("orderflow.emails.{run}");
-    let trace = wait_for_trace(&trace_id, |t| {
-        CONSUMERS
-            .iter()
-            .all(|c| !t.find(c, &format!("process {orders}")).is_empty())
-            && !t.find("mailer", "SMTP send").is_empty()
-            && !t
-                .find("supplier-dispatch", "POST /v1/print-jobs")
-                .is_empty()
-    })
-    .await;
+    let (orders, run) = (pipeline.orders_topic.clone(), pipeline.run.clone());
+    let trace = wait_for_trace(&trace_id, |t| complete(t, &orders)).await;
     let unclean = pipeline.stop();
     assert!(unclean.is_empty(), "{unclean:?}");
 
@@ -223,6 +198,14 @@ async fn one_order_is_one_trace_from_the_checkout_request_to_every_effect() {
     assert_eq!(send.tag("span.kind").as_deref(), Some("producer"));
     assert_eq!(send.tag("messaging.system").as_deref(), Some("kafka"));
 
+    assert_consumers_continue(&trace, send, &run, &orders);
+}
+
+/// Each consumer's processing of the order is a child of the outbox's send, with the messaging
+/// attributes and its SQL, and the calls out (supplier HTTP, RabbitMQ and the mailer's SMTP)
+/// stay in the order's trace.
+fn assert_consumers_continue(trace: &Trace, send: &Span, run: &str, orders: &str) {
+    let queue = format!("orderflow.emails.{run}");
     for consumer in CONSUMERS {
         let process = trace.one(consumer, &format!("process {orders}"));
         assert_eq!(process.parent.as_ref(), Some(&send.id), "{consumer}");
@@ -230,7 +213,7 @@ async fn one_order_is_one_trace_from_the_checkout_request_to_every_effect() {
         assert_eq!(process.tag("messaging.system").as_deref(), Some("kafka"));
         assert_eq!(
             process.tag("messaging.destination.name").as_deref(),
-            Some(orders.as_str())
+            Some(orders)
         );
         assert_eq!(
             process.tag("messaging.consumer.group.name"),
@@ -238,13 +221,17 @@ async fn one_order_is_one_trace_from_the_checkout_request_to_every_effect() {
         );
         assert!(process.tag("messaging.destination.partition.id").is_some());
         assert!(process.tag("messaging.kafka.offset").is_some());
-        assert!(
-            trace
-                .descendants(process)
-                .any(|s| s.tag("db.system.name").as_deref() == Some("postgresql")),
-            "{consumer} has no SQL span under its processing:\n{}",
-            trace.describe()
-        );
+        // Handled alone, its SQL is under its span; handled in a run, the run's SQL is in the
+        // run's own trace, linked to this one.
+        if process.tag("messaging.batch.message_count").is_none() {
+            assert!(
+                trace
+                    .descendants(process)
+                    .any(|s| s.tag("db.system.name").as_deref() == Some("postgresql")),
+                "{consumer} has no SQL span under its processing:\n{}",
+                trace.describe()
+            );
+        }
     }
 
     let dispatch = trace.one("supplier-dispatch", &format!("process {orders}"));
@@ -270,6 +257,96 @@ async fn one_order_is_one_trace_from_the_checkout_request_to_every_effect() {
                 .any(|s| s.name == "SMTP send" && s.tag("span.kind").as_deref() == Some("client")),
             "no SMTP span under the mailer's delivery:\n{}",
             trace.describe()
+        );
+    }
+}
+
+/// Whether every consumer processed the order and its e-mails and print jobs went out.
+fn complete(trace: &Trace, orders: &str) -> bool {
+    CONSUMERS
+        .iter()
+        .all(|c| !trace.find(c, &format!("process {orders}")).is_empty())
+        && !trace.find("mailer", "SMTP send").is_empty()
+        && !trace
+            .find("supplier-dispatch", "POST /v1/print-jobs")
+            .is_empty()
+}
+
+/// Places `order` with a trace started by a storefront span; returns (trace id, that span).
+async fn place_traced(pipeline: &Pipeline, order: &Value, total_minor: i64) -> (String, String) {
+    pipeline.payments.set_payment(
+        order["payment"]["reference"].as_str().unwrap(),
+        "succeeded",
+        total_minor,
+        order["currency"].as_str().unwrap(),
+    );
+    // The storefront's own span: the trace starts there, as it would with a traced web shop.
+    let (trace_id, storefront_span) = (random_hex(16), random_hex(8));
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/orders", pipeline.checkout_url))
+        .header("traceparent", format!("00-{trace_id}-{storefront_span}-01"))
+        .json(order)
+        .send()
+        .await
+        .expect("checkout answers");
+    assert_eq!(answer.status(), 201, "{}", answer.text().await.unwrap());
+    (trace_id, storefront_span)
+}
+
+/// Consumers that write a run of events at once still give each order one whole trace: the
+/// orders wait on the topic before the consumers start, so they come to them in runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_handled_in_runs_keep_one_trace_each() {
+    const ORDERS: usize = 40;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-traces");
+    let mut pipeline = Pipeline::prepare(&Servers::stack(dir), "traces_runs", &trace_env()).await;
+    pipeline.start_service("checkout");
+    pipeline.start_service("mailer");
+    let port = pipeline
+        .checkout_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait_for_port(port, Duration::from_secs(60)).await);
+    let mut placed = Vec::new();
+    for n in 0..ORDERS {
+        let (order, total_minor) = sample_order(&pipeline.run, n);
+        placed.push(place_traced(&pipeline, &order, total_minor).await.0);
+    }
+    let on_topic =
+        orderflow_testkit::read_topic(&pipeline.orders_topic, ORDERS, Duration::from_secs(60))
+            .await;
+    assert_eq!(on_topic.len(), ORDERS);
+    for consumer in CONSUMERS {
+        pipeline.start_service(consumer);
+    }
+
+    let (orders, run) = (pipeline.orders_topic.clone(), pipeline.run.clone());
+    let mut traces = Vec::new();
+    for trace_id in &placed {
+        traces.push(wait_for_trace(trace_id, |t| complete(t, &orders)).await);
+    }
+    let unclean = pipeline.stop();
+    assert!(unclean.is_empty(), "{unclean:?}");
+    for trace in &traces {
+        let send = trace.one("checkout", &format!("send {orders}"));
+        assert_consumers_continue(trace, send, &run, &orders);
+    }
+    // The batching consumers did take runs, or this test proved nothing about them.
+    for consumer in CONSUMERS.iter().filter(|c| **c != "supplier-dispatch") {
+        let largest = traces
+            .iter()
+            .filter_map(|t| {
+                t.one(consumer, &format!("process {orders}"))
+                    .tag("messaging.batch.message_count")
+            })
+            .filter_map(|n| n.parse::<usize>().ok())
+            .max();
+        assert!(
+            largest.is_some_and(|n| n > 1),
+            "{consumer} handled no run of orders: {largest:?}"
         );
     }
 }

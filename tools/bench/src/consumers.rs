@@ -13,7 +13,7 @@ use orderflow_bench::cpu::CpuSnapshot;
 use orderflow_bench::memory::Sampler;
 use orderflow_core::event::OrderPlaced;
 use orderflow_core::kafka::{ensure_topics, TopicSpec};
-use orderflow_core::runtime::{self, ConsumerSettings, Delivery, Handler, HandlerError};
+use orderflow_core::runtime::{self, Batched, ConsumerSettings, Delivery, Handler, HandlerError};
 use orderflow_faults::pipeline::{Pipeline, CONSUMERS};
 
 use crate::progress::{self, Rate};
@@ -186,10 +186,17 @@ impl Handler for NullHandler {
         self.handled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
+    async fn handle_batch(&self, batch: &[Batched<OrderPlaced>]) -> Result<(), HandlerError> {
+        self.handled
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 async fn null_handler_rate(p: &Pipeline, events: u64) -> anyhow::Result<Rate> {
-    let settings = ConsumerSettings::new(format!("null-{}", p.run), p.orders_topic.clone());
+    // The settings the Postgres-backed consumers run with: runs of events over a few lanes.
+    let settings = ConsumerSettings::batched(format!("null-{}", p.run), p.orders_topic.clone());
     ensure_topics(
         &p.kafka,
         &[

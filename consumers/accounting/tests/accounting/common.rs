@@ -33,7 +33,7 @@ pub fn settings(s: &Setup, time_zone: &str) -> Settings {
     Settings {
         ledger: ledger(&s.schema, time_zone),
         kafka: kit::kafka(),
-        consumer: s.consumer_settings(),
+        consumer: s.batched_consumer_settings(),
         metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
     }
 }

@@ -11,8 +11,11 @@ fn spawn(s: &common::Setup) -> Service {
         env!("CARGO_BIN_EXE_accounting"),
         &[
             s.service_env(),
-            // One order at a time, so the kill lands mid-batch.
-            vec![("ORDERFLOW_CONSUMER_CONCURRENCY", "1".to_string())],
+            // Small runs one at a time, so the kill lands mid-batch.
+            vec![
+                ("ORDERFLOW_CONSUMER_CONCURRENCY", "1".to_string()),
+                ("ORDERFLOW_CONSUMER_BATCH_SIZE", "4".to_string()),
+            ],
         ]
         .concat(),
     )
@@ -20,7 +23,7 @@ fn spawn(s: &common::Setup) -> Service {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_process_restarted_journals_every_order_exactly_once() {
-    const N: i64 = 300;
+    const N: i64 = 600;
     let s = common::setup(3).await;
     let batch: Vec<_> = (0..N)
         .map(|i| order(&format!("crash-{i:03}"), at("2026-11-10T12:00:00Z")))

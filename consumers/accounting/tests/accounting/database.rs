@@ -127,6 +127,27 @@ async fn the_database_refuses_unbalanced_or_empty_entries_and_a_second_entry_per
     .unwrap_err();
     assert_eq!(refusal(e).1, format!("journal entry {id} has no postings"));
 
+    // Nor grown by a posting added later, even in a transaction that touched the entry too:
+    // only the transaction that wrote an entry leaves its postings to the entry's own check.
+    for touch_entry in [false, true] {
+        let mut tx = db.begin().await.unwrap();
+        if touch_entry {
+            sqlx::query(&format!(
+                "UPDATE {schema}.journal_entries SET event_id = event_id WHERE id = $1"
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        post(&mut tx, &schema, id, 3, "1200", 500, 0).await.unwrap();
+        let (_, message) = refusal(tx.commit().await.unwrap_err());
+        assert!(
+            message.contains("is unbalanced"),
+            "{touch_entry}: {message}"
+        );
+    }
+
     // A second entry for the same order.
     let mut tx = db.begin().await.unwrap();
     let e = sqlx::query(&format!(

@@ -37,7 +37,7 @@ impl Setup {
     pub fn settings(&self, flush: FlushPolicy) -> Settings {
         Settings {
             kafka: KafkaConfig::plaintext(kit::kafka().brokers),
-            consumer: self.consumer_settings(),
+            consumer: self.batched_consumer_settings(),
             database: self.database(),
             archive: ArchiveUrl::Local(self.archive.clone()),
             flush,

@@ -37,7 +37,7 @@ impl Setup {
     pub fn settings(&self, business_timezone: &str) -> Settings {
         Settings {
             kafka: KafkaConfig::plaintext(kit::kafka().brokers),
-            consumer: self.consumer_settings(),
+            consumer: self.batched_consumer_settings(),
             database: self.database(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             business_timezone: business_timezone.to_string(),

@@ -117,7 +117,7 @@ pub(crate) static METRICS: LazyLock<RuntimeMetrics> = LazyLock::new(|| {
         );
         r.register(
             "orderflow_handler_duration_seconds",
-            "Time of one handler call (each attempt)",
+            "Time of one handler call (each attempt); an event handled in a run counts the run's time",
             m.handler_duration.clone(),
         );
         r.register(

@@ -2,8 +2,10 @@
 //! at-least-once delivery (an offset is committed only after its handler finished), per-key order
 //! with bounded concurrency, retries with backoff for retryable failures, then non-blocking
 //! retries through the group's retry topic, dead letters for the rest, cooperative-sticky
-//! rebalancing and graceful shutdown.
+//! rebalancing and graceful shutdown. A consumer whose writes batch well takes its source topic
+//! in runs of events instead (`ConsumerSettings::batch_size`, see `batch`).
 
+mod batch;
 mod dead_letter;
 mod keyed;
 mod metrics;
@@ -37,6 +39,7 @@ use crate::config::{self, ConfigError, KafkaConfig, Source};
 use crate::kafka;
 use crate::registry::{self, SchemaRegistry, Undecodable};
 use crate::telemetry::{self, HeaderPairs};
+use batch::{Lanes, Pending};
 use dead_letter::DeadLetters;
 use keyed::{Job, KeyedScheduler};
 use metrics::{DeadLetterLabels, DeadLetterReason, Lag, TopicLabels, METRICS};
@@ -153,6 +156,17 @@ impl From<sqlx::Error> for HandlerError {
     }
 }
 
+/// An event of a run handed to `Handler::handle_batch`, with where it came from.
+#[derive(Debug)]
+pub struct Batched<E> {
+    pub event: E,
+    pub delivery: Delivery,
+    /// The event's own `process` span, in its order's trace (the run's span is in a trace of
+    /// its own): work done for this event alone, such as a message that carries the trace on,
+    /// goes in it so that the order's trace stays whole.
+    pub span: tracing::Span,
+}
+
 /// A consumer's logic over one decoded event. It must be idempotent: the runtime delivers at
 /// least once, so the same event can arrive again after a crash, a rebalance or a replay.
 pub trait Handler: Send + Sync + 'static {
@@ -163,6 +177,24 @@ pub trait Handler: Send + Sync + 'static {
         event: &Self::Event,
         delivery: &Delivery,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Handles a run of source-topic events at once (one transaction, one statement per table),
+    /// which the runtime does when `ConsumerSettings::batch_size` is above 1. Events of one key
+    /// come in their order. On an error the runtime hands each event of the run to `handle`
+    /// alone, with its retries, parking and dead letters, so one bad event does not hold back
+    /// the others; whatever the run did commit must be skipped by `handle`'s idempotency.
+    /// By default the events are handled one after the other.
+    fn handle_batch(
+        &self,
+        batch: &[Batched<Self::Event>],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            for b in batch {
+                self.handle(&b.event, &b.delivery).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// How one consumer group consumes one topic.
@@ -174,8 +206,13 @@ pub struct ConsumerSettings {
     /// `<topic>.<group>.retry`: where events out of in-process attempts wait for another round,
     /// and where operators redrive and replay events into this group.
     pub retry_topic: String,
-    /// Handlers running at once (over different keys).
+    /// Handlers running at once (over different keys); with batches, the runs handled at once
+    /// (each key always goes to the same one of these lanes).
     pub concurrency: usize,
+    /// Source-topic events handed to `Handler::handle_batch` at most at once; 1 handles every
+    /// event alone. A run takes what has arrived while the previous one ran, so a quiet topic
+    /// still sees each event at once.
+    pub batch_size: usize,
     /// Messages received and not finished; reading pauses at this bound. Retry-topic messages
     /// waiting for their time are held against a second bound of the same size, so a full delay
     /// queue does not stop the source topic.
@@ -213,6 +250,7 @@ impl ConsumerSettings {
             group_id,
             topic,
             concurrency: 32,
+            batch_size: 1,
             max_in_flight: 1024,
             retry_min_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(10),
@@ -227,25 +265,48 @@ impl ConsumerSettings {
         }
     }
 
-    /// Defaults overridden by `ORDERFLOW_CONSUMER_GROUP`, `ORDERFLOW_CONSUMER_TOPIC`,
-    /// `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
+    /// Settings for a handler whose `handle_batch` writes a run at once: runs of up to 500
+    /// events over 4 lanes, and room for 4,096 messages in flight to fill them.
+    pub fn batched(group_id: impl Into<String>, topic: impl Into<String>) -> Self {
+        Self {
+            concurrency: 4,
+            batch_size: 500,
+            max_in_flight: 4096,
+            ..Self::new(group_id, topic)
+        }
+    }
+
+    /// `defaults` overridden by `ORDERFLOW_CONSUMER_GROUP`, `ORDERFLOW_CONSUMER_TOPIC`,
+    /// `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_BATCH_SIZE`,
+    /// `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
     /// `ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS`, `ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS`,
     /// `ORDERFLOW_CONSUMER_RETRY_MAX_DELAY_MS`, `ORDERFLOW_CONSUMER_RETRY_AFTER_MAX_MS`,
     /// `ORDERFLOW_CONSUMER_RETRY_ROUNDS`, `ORDERFLOW_CONSUMER_RETRY_TOPIC_DELAY_MS`,
     /// `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS` and `ORDERFLOW_SCHEMA_REGISTRY_URL`.
     /// The dead-letter and retry topics follow the group and topic in force.
-    pub fn from_source(
-        src: &impl Source,
-        group_id: impl Into<String>,
-        topic: impl Into<String>,
-    ) -> Result<Self, ConfigError> {
-        let group_id = config::optional::<String>(src, "ORDERFLOW_CONSUMER_GROUP")?
-            .unwrap_or_else(|| group_id.into());
-        let topic = config::optional::<String>(src, "ORDERFLOW_CONSUMER_TOPIC")?
-            .unwrap_or_else(|| topic.into());
-        let mut s = Self::new(group_id, topic);
+    pub fn overridden_by(self, src: &impl Source) -> Result<Self, ConfigError> {
+        let group_id = config::optional::<String>(src, "ORDERFLOW_CONSUMER_GROUP")?;
+        let topic = config::optional::<String>(src, "ORDERFLOW_CONSUMER_TOPIC")?;
+        let mut s = if group_id.is_some() || topic.is_some() {
+            let renamed = Self::new(
+                group_id.unwrap_or_else(|| self.group_id.clone()),
+                topic.unwrap_or_else(|| self.topic.clone()),
+            );
+            Self {
+                group_id: renamed.group_id,
+                topic: renamed.topic,
+                dead_letter_topic: renamed.dead_letter_topic,
+                retry_topic: renamed.retry_topic,
+                ..self
+            }
+        } else {
+            self
+        };
         if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_CONCURRENCY")? {
             s.concurrency = n;
+        }
+        if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_BATCH_SIZE")? {
+            s.batch_size = n;
         }
         if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_MAX_IN_FLIGHT")? {
             s.max_in_flight = n;
@@ -280,6 +341,15 @@ impl ConsumerSettings {
             config::millis(src, "ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS", s.drain_timeout)?;
         s.schema_registry = SchemaRegistry::from_source(src)?;
         Ok(s)
+    }
+
+    /// `ConsumerSettings::new` overridden by the environment (see `overridden_by`).
+    pub fn from_source(
+        src: &impl Source,
+        group_id: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::new(group_id, topic).overridden_by(src)
     }
 }
 
@@ -419,6 +489,9 @@ pub async fn run<H: Handler>(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
+        // librdkafka pre-fetches up to 64 MiB by default; 16 MiB (about ten thousand orders)
+        // keeps the lanes fed and a consumer's memory flat however far behind it is.
+        .set("queued.max.messages.kbytes", "16384")
         .set(
             "session.timeout.ms",
             settings.session_timeout.as_millis().to_string(),
@@ -471,6 +544,7 @@ pub async fn run<H: Handler>(
     );
 
     let scheduler = KeyedScheduler::new(shared.settings.concurrency);
+    let lanes = (shared.settings.batch_size > 1).then(|| Lanes::start(&shared));
     let capacity = Arc::new(Semaphore::new(shared.settings.max_in_flight.max(1)));
     let waiting = Arc::new(Semaphore::new(shared.settings.max_in_flight.max(1)));
     let (stop_waiting, stopping) = watch::channel(false);
@@ -510,6 +584,23 @@ pub async fn run<H: Handler>(
         let key = message.key().map(<[u8]>::to_vec).unwrap_or_else(|| {
             format!("\0{}\0{}", message.topic(), message.partition()).into_bytes()
         });
+        // Source-topic events go in runs when the handler batches. Retry-topic copies keep the
+        // one-by-one path: they wait for their time, and parking them already let later events
+        // of their key go first.
+        if let Some(lanes) = &lanes {
+            if message.topic() == shared.settings.topic {
+                lanes.submit(
+                    &key,
+                    Pending {
+                        message,
+                        partition,
+                        generation,
+                        _permit: permit,
+                    },
+                );
+                continue;
+            }
+        }
         let history = History::of(&message, &shared.settings.retry_topic);
         // A retry-topic message waits for its time in its key's queue without taking a handler
         // slot: later work of the same key waits behind it, other keys go on. Its partition's
@@ -590,12 +681,10 @@ fn commit_progress<C: Consumer<X>, X: ConsumerContext>(
     }
 }
 
-/// Decodes and handles one message. An event still failing retryably after its in-process
-/// attempts is parked on the retry topic while it has rounds left; whatever else cannot be
-/// handled goes to the dead letters.
-async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history: &History) {
-    let delivery = Delivery {
-        group: shared.settings.group_id.clone(),
+/// Where `message` came from, as its handler sees it.
+fn delivery_of(settings: &ConsumerSettings, message: &OwnedMessage, history: &History) -> Delivery {
+    Delivery {
+        group: settings.group_id.clone(),
         topic: message.topic().to_string(),
         partition: message.partition(),
         offset: message.offset(),
@@ -605,7 +694,31 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
         headers: kafka::header_pairs(message),
         reprocess: history.reprocess,
         prior_attempts: history.prior_attempts,
-    };
+    }
+}
+
+/// Counts a handled message, and for a source-topic one how long after it was written.
+fn record_processed(settings: &ConsumerSettings, message: &OwnedMessage) {
+    let group = &settings.group_id;
+    METRICS
+        .processed
+        .get_or_create(&TopicLabels {
+            group: group.clone(),
+            topic: message.topic().to_string(),
+        })
+        .inc();
+    // A retry-topic message is a copy written later (a retry, a redrive, a replay): its
+    // timestamp is not when the order was placed.
+    if message.topic() == settings.topic {
+        if let Some(age) = since_timestamp(message) {
+            metrics::observe(&METRICS.end_to_end, group, age);
+        }
+    }
+}
+
+/// The `process` span of one message, a child of the context its headers carry (the producer's
+/// send), after OpenTelemetry's messaging conventions.
+fn process_span(delivery: &Delivery, history: &History) -> tracing::Span {
     let span = tracing::info_span!(
         "consume",
         otel.name = %format!("process {}", delivery.topic),
@@ -618,6 +731,7 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
         messaging.destination.partition.id = delivery.partition,
         messaging.kafka.offset = delivery.offset,
         messaging.kafka.message.key = delivery.key.as_deref().unwrap_or(""),
+        messaging.batch.message_count = tracing::field::Empty,
         event_id = tracing::field::Empty,
         retry_round = history.round,
         reprocess = history.reprocess,
@@ -626,6 +740,15 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
         error.type = tracing::field::Empty,
     );
     telemetry::set_parent_from(&span, &HeaderPairs(&delivery.headers));
+    span
+}
+
+/// Decodes and handles one message. An event still failing retryably after its in-process
+/// attempts is parked on the retry topic while it has rounds left; whatever else cannot be
+/// handled goes to the dead letters.
+async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history: &History) {
+    let delivery = delivery_of(&shared.settings, message, history);
+    let span = process_span(&delivery, history);
     async {
         let outcome = match decode::<H::Event>(&shared.settings, message.payload()).await {
             Err(Undecodable::Poison(reason)) => Err(Failure::Poison(format!("poison: {reason}"))),
@@ -643,20 +766,7 @@ async fn process<H: Handler>(shared: &Shared<H>, message: &OwnedMessage, history
         match outcome {
             Ok(()) => {
                 tracing::debug!("handled");
-                METRICS
-                    .processed
-                    .get_or_create(&TopicLabels {
-                        group: group.clone(),
-                        topic: delivery.topic.clone(),
-                    })
-                    .inc();
-                // A retry-topic message is a copy written later (a retry, a redrive, a replay):
-                // its timestamp is not when the order was placed.
-                if delivery.topic == shared.settings.topic {
-                    if let Some(age) = since_timestamp(message) {
-                        metrics::observe(&METRICS.end_to_end, group, age);
-                    }
-                }
+                record_processed(&shared.settings, message);
             }
             Err(Failure::Handler {
                 error: e @ HandlerError::Retryable { .. },
