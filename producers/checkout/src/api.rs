@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::metrics::CheckoutMetrics;
 use crate::order::{self, FieldError, OrderRequest};
 use crate::payment::{PaymentClient, PaymentError};
+use crate::relay::wake::OutboxWaker;
 use crate::store::{self, Insert};
 
 /// Requests larger than this are refused before parsing.
@@ -27,6 +28,7 @@ pub struct AppState {
     pub pool: sqlx::PgPool,
     pub payments: PaymentClient,
     pub topic: String,
+    pub waker: OutboxWaker,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -190,6 +192,7 @@ async fn accept(state: AppState, body: Bytes) -> Result<Response, ApiError> {
     .await?
     {
         Insert::Created => {
+            state.waker.order_accepted();
             tracing::info!(event_id = %event.event_id, total_minor = event.totals.total_minor, "order accepted");
             Ok((
                 StatusCode::CREATED,

@@ -120,6 +120,7 @@ pub async fn start(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<Che
             settings.payment_timeout,
         )?,
         topic: settings.topic.clone(),
+        waker: relay::wake::OutboxWaker::start(pool.clone()),
     };
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;

@@ -9,6 +9,7 @@
 //! its database connection broke, are not sent a second time.
 
 mod tail;
+pub mod wake;
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};

@@ -11,7 +11,8 @@ use orderflow_core::OrderPlaced;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The channel the relay listens on to wake up as soon as an order is accepted.
+/// The channel the relay listens on to wake up as soon as an order is accepted
+/// (`relay::wake::OutboxWaker` notifies it).
 pub const OUTBOX_CHANNEL: &str = "orderflow_outbox";
 
 /// What happened to an insert.
@@ -33,10 +34,18 @@ pub async fn insert_order(
     let request_json = serde_json::to_value(request).expect("an order request serializes");
     let placed_at =
         DateTime::<Utc>::from_timestamp_millis(event.placed_at).expect("placed_at is now");
-    let mut tx = pool.begin().await?;
+    // One statement, atomic on its own and one round trip: the outbox row is written exactly
+    // when the order row is.
     let inserted = sqlx::query(
-        "INSERT INTO orders (order_id, request, event_id, status, currency, total_minor, placed_at)
-         VALUES ($1, $2, $3, 'accepted', $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
+        "WITH accepted AS (
+             INSERT INTO orders
+                 (order_id, request, event_id, status, currency, total_minor, placed_at)
+             VALUES ($1, $2, $3, 'accepted', $4, $5, $6)
+             ON CONFLICT (order_id) DO NOTHING
+             RETURNING order_id
+         )
+         INSERT INTO outbox (topic, message_key, payload, headers, order_id)
+         SELECT $7, order_id, $8, $9, order_id FROM accepted",
     )
     .bind(&event.order_id)
     .bind(&request_json)
@@ -44,30 +53,18 @@ pub async fn insert_order(
     .bind(&event.currency)
     .bind(event.totals.total_minor)
     .bind(placed_at)
-    .execute(&mut *tx)
+    .bind(topic)
+    .bind(payload)
+    .bind(headers)
+    .execute(pool)
     .await?
     .rows_affected();
     if inserted == 0 {
-        tx.rollback().await?;
         let existing = stored_request(pool, &event.order_id)
             .await?
             .expect("a conflicting order exists");
         return Ok(Insert::Exists(existing));
     }
-    sqlx::query(
-        "INSERT INTO outbox (topic, message_key, payload, headers, order_id) VALUES ($1, $2, $3, $4, $2)",
-    )
-    .bind(topic)
-    .bind(&event.order_id)
-    .bind(payload)
-    .bind(headers)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(OUTBOX_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
     Ok(Insert::Created)
 }
 
