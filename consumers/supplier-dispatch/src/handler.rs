@@ -1,11 +1,12 @@
 //! The handler of `orders.placed`: checks the order, then, for each of its suppliers at once,
 //! makes sure the supplier has exactly one print job and `orders.dispatched` one event for it.
 //!
-//! Per (order, supplier) the steps are: skip when the row says accepted; otherwise count an
-//! attempt, POST the job under its idempotency key, record the answer; then publish the event if
-//! the row has not recorded it yet. A crash between any two steps is repaired by the next delivery:
-//! a POST whose answer was lost is sent again and the supplier answers with the same job id, and
-//! an event published but not recorded is published again with the same `event_id`.
+//! Per (order, supplier) the steps are: count an attempt unless the row says accepted (one
+//! upsert); if it was counted, POST the job under its idempotency key and record the answer; then
+//! publish the event if the row has not recorded it yet. A crash between any two steps is
+//! repaired by the next delivery: a POST whose answer was lost is sent again and the supplier
+//! answers with the same job id, and an event published but not recorded is published again with
+//! the same `event_id`.
 //!
 //! Retries: a 429 or 5xx is returned as retryable with the supplier's `Retry-After`, which the
 //! runtime's backoff waits out; timeouts and 5xx without the header back off with jitter.
@@ -113,13 +114,9 @@ impl SupplierDispatch {
 
     /// One supplier's part of the order, from the row's state to an accepted, published job.
     async fn dispatch(&self, job: &PrintJob) -> Result<(), HandlerError> {
-        let row = match store::load(&self.pool, &job.order_id, &job.supplier_id)
-            .instrument(db::span("SELECT", "dispatches"))
-            .await?
-        {
-            Some(row) if row.is_accepted() => row,
-            _ => self.submit(job).await?,
-        };
+        // `submit` finds an accepted job itself: the common first delivery then costs no
+        // separate read before the supplier's call.
+        let row = self.submit(job).await?;
         if row.published_at.is_none() {
             self.publisher.publish(&row).await?;
             store::mark_published(&self.pool, &row.order_id, &row.supplier_id)
@@ -134,15 +131,16 @@ impl SupplierDispatch {
         Ok(())
     }
 
-    /// Sends the job once and records the answer: accepted, refused (permanent) or unavailable
-    /// (retryable, with the supplier's `Retry-After` when it gave one).
+    /// Sends the job once, unless it is accepted already, and records the answer: accepted,
+    /// refused (permanent) or unavailable (retryable, with the supplier's `Retry-After` when it
+    /// gave one).
     async fn submit(&self, job: &PrintJob) -> Result<Dispatch, HandlerError> {
         if store::begin_attempt(&self.pool, job)
             .instrument(db::span("INSERT", "dispatches"))
             .await?
             .is_none()
         {
-            // Another delivery of this order got the job accepted meanwhile.
+            // An earlier delivery of this order got the job accepted.
             return store::load(&self.pool, &job.order_id, &job.supplier_id)
                 .instrument(db::span("SELECT", "dispatches"))
                 .await?

@@ -150,7 +150,11 @@ pub async fn start(settings: Settings, pool: PgPool) -> Result<Dispatcher, Error
         .build()
         .serve(settings.metrics_listen)
         .await?;
-    let producer = kafka::idempotent_producer(&settings.kafka, settings.delivery_timeout)?;
+    // Each send is awaited inside a handler's slot, so lingering to fill a batch would add its
+    // wait to every print job.
+    let producer = kafka::idempotent_producer_config(&settings.kafka, settings.delivery_timeout)
+        .set("linger.ms", "0")
+        .create()?;
     ensure_topic(&producer, &settings.dispatched_topic).await?;
     let handler = SupplierDispatch::new(
         pool,

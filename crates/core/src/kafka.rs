@@ -44,7 +44,13 @@ pub fn idempotent_producer(
     kafka: &KafkaConfig,
     delivery_timeout: Duration,
 ) -> Result<FutureProducer, KafkaError> {
-    client_config(kafka)
+    idempotent_producer_config(kafka, delivery_timeout).create()
+}
+
+/// The settings of `idempotent_producer`, for a caller that changes one before creating it.
+pub fn idempotent_producer_config(kafka: &KafkaConfig, delivery_timeout: Duration) -> ClientConfig {
+    let mut config = client_config(kafka);
+    config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -52,8 +58,8 @@ pub fn idempotent_producer(
         .set(
             "message.timeout.ms",
             delivery_timeout.as_millis().to_string(),
-        )
-        .create()
+        );
+    config
 }
 
 /// A topic to create: name, partitions and retention.
