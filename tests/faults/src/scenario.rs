@@ -333,7 +333,7 @@ async fn redrive_dead_letters(pipeline: &Pipeline, expected: &Expected) -> Vec<S
         };
         let attempts = |m| header(m, ATTEMPTS).parse::<u32>().unwrap_or(u32::MAX);
         let (before, after) = (attempts(first), attempts(again));
-        let want = if before == 0 { 0 } else { before + 1 };
+        let want = before + 1;
         if after != want {
             v.push(format!(
                 "redrive: {} ({}) came back with {after} attempts after {before}, expected {want}",

@@ -824,7 +824,8 @@ impl Failure {
 
     fn attempts(&self) -> u32 {
         match self {
-            Self::Poison(_) => 0,
+            // The one decode is its attempt, so a redriven copy that fails again counts two.
+            Self::Poison(_) => 1,
             Self::Handler { attempts, .. } => *attempts,
         }
     }
