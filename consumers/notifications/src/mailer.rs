@@ -390,6 +390,9 @@ impl Mailer {
             messaging.destination.name = %self.settings.amqp.queue,
             messaging.message.id = %message_id,
             redelivered = delivery.redelivered,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         );
         telemetry::set_parent_from(
             &span,
@@ -645,6 +648,11 @@ impl Mailer {
             guard.release().await;
         }
         delivery.ack(BasicAckOptions::default()).await?;
+        telemetry::record_error(
+            &tracing::Span::current(),
+            smtp_code.as_deref().unwrap_or("dead_letter"),
+            reason,
+        );
         metrics::email(&amqp.queue, EmailOutcome::DeadLettered);
         Ok(())
     }
