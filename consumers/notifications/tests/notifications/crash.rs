@@ -28,8 +28,11 @@ async fn killing_the_consumer_mid_batch_loses_and_duplicates_nothing() {
     let expected = expected_ids(&batch);
     let mailer = world.start_mailer();
     world.produce(&batch).await;
-    // One order at a time, so the batch takes long enough to be cut in the middle.
-    let slow = [("ORDERFLOW_CONSUMER_CONCURRENCY", "1")];
+    // Runs of two orders on one lane, so the batch takes long enough to be cut in the middle.
+    let slow = [
+        ("ORDERFLOW_CONSUMER_CONCURRENCY", "1"),
+        ("ORDERFLOW_CONSUMER_BATCH_SIZE", "2"),
+    ];
     let consumer = world.spawn_consumer_process(&slow);
     until("the consumer queued some e-mails", || async {
         world.count("queued_emails").await >= 10
