@@ -131,7 +131,8 @@ pub struct MailerSettings {
     pub smtp_timeout: Duration,
     /// Unacknowledged messages the broker may hand this mailer at once.
     pub prefetch: u16,
-    /// E-mails sent at once (each holds one database connection while it is sent).
+    /// E-mails sent at once (each holds one database connection while it is sent, so the pool
+    /// is sized to it unless `ORDERFLOW_DATABASE_MAX_CONNECTIONS` says otherwise).
     pub concurrency: usize,
     pub retry: RetryPolicy,
     /// The provider's message lookup, asked after an interrupted attempt (see [`lookup`]).
@@ -142,7 +143,7 @@ pub struct MailerSettings {
 impl MailerSettings {
     /// `ORDERFLOW_DATABASE_URL` / `_SCHEMA` (default `notifications`), the AMQP settings,
     /// `ORDERFLOW_SMTP_URL` (`smtp://host:port`), `ORDERFLOW_SMTP_TIMEOUT_MS` (30000),
-    /// `ORDERFLOW_MAILER_PREFETCH` (16), `ORDERFLOW_MAILER_CONCURRENCY` (8),
+    /// `ORDERFLOW_MAILER_PREFETCH` (64), `ORDERFLOW_MAILER_CONCURRENCY` (32),
     /// `ORDERFLOW_MAILER_RETRY_MAX_ATTEMPTS` (5), `ORDERFLOW_MAILER_RETRY_MIN_DELAY_MS` (500),
     /// `ORDERFLOW_MAILER_RETRY_MAX_DELAY_MS` (10000), `ORDERFLOW_MAIL_LOOKUP_URL` (none),
     /// `ORDERFLOW_METRICS_LISTEN` (127.0.0.1:9104).
@@ -163,8 +164,16 @@ impl MailerSettings {
                 n => Ok(n.unwrap_or(default)),
             }
         };
+        let concurrency = positive("ORDERFLOW_MAILER_CONCURRENCY", 32)?;
+        let mut database = DatabaseConfig::from_source(src, "notifications")?;
+        if config::optional::<u32>(src, "ORDERFLOW_DATABASE_MAX_CONNECTIONS")?.is_none() {
+            // One connection per e-mail being sent, and a few for the rest.
+            database.max_connections = u32::try_from(concurrency)
+                .unwrap_or(u32::MAX)
+                .saturating_add(4);
+        }
         Ok(Self {
-            database: DatabaseConfig::from_source(src, "notifications")?,
+            database,
             amqp: AmqpSettings::from_source(src)?,
             smtp,
             smtp_timeout: config::millis(
@@ -172,8 +181,8 @@ impl MailerSettings {
                 "ORDERFLOW_SMTP_TIMEOUT_MS",
                 Duration::from_secs(30),
             )?,
-            prefetch: config::optional(src, "ORDERFLOW_MAILER_PREFETCH")?.unwrap_or(16),
-            concurrency: positive("ORDERFLOW_MAILER_CONCURRENCY", 8)?,
+            prefetch: config::optional(src, "ORDERFLOW_MAILER_PREFETCH")?.unwrap_or(64),
+            concurrency,
             retry: RetryPolicy {
                 attempts: positive("ORDERFLOW_MAILER_RETRY_MAX_ATTEMPTS", 5)?,
                 min_delay: config::millis(
@@ -716,7 +725,19 @@ mod tests {
     fn defaults_and_the_schema_follow_the_service() {
         let s = MailerSettings::from_source(&Vars(base())).unwrap();
         assert_eq!(s.database.schema, "notifications");
-        assert_eq!((s.prefetch, s.concurrency, s.retry.attempts), (16, 8, 5));
+        assert_eq!((s.prefetch, s.concurrency, s.retry.attempts), (64, 32, 5));
+        assert_eq!(s.database.max_connections, 36);
+    }
+
+    #[test]
+    fn the_pool_follows_the_concurrency_unless_it_is_set() {
+        let mut vars = base();
+        vars.push(("ORDERFLOW_MAILER_CONCURRENCY", "4"));
+        let s = MailerSettings::from_source(&Vars(vars.clone())).unwrap();
+        assert_eq!((s.concurrency, s.database.max_connections), (4, 8));
+        vars.push(("ORDERFLOW_DATABASE_MAX_CONNECTIONS", "3"));
+        let s = MailerSettings::from_source(&Vars(vars)).unwrap();
+        assert_eq!((s.concurrency, s.database.max_connections), (4, 3));
     }
 
     #[test]
