@@ -13,7 +13,6 @@ use tracing::Instrument;
 
 use crate::chart::Chart;
 use crate::entry;
-use crate::entry::Entry;
 use crate::store::{self, Booked, RunBooked};
 
 pub struct Journal {
@@ -92,12 +91,10 @@ impl Handler for Journal {
                 entries.push(entry);
             }
         }
-        let ids: Vec<&str> = entries.iter().map(|e| e.event_id.as_str()).collect();
-        let (mut tx, mut claimed) = self.processed.claim_many(&ids).await?;
-        let fresh: Vec<&Entry> = entries
-            .iter()
-            .filter(|e| claimed.remove(&e.event_id))
-            .collect();
+        let (mut tx, fresh) = self
+            .processed
+            .claim_many(&entries, |e| e.event_id.as_str())
+            .await?;
         if fresh.is_empty() {
             return Ok(());
         }

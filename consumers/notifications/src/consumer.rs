@@ -62,12 +62,10 @@ impl Handler for Notifier {
                 })
             })
             .collect::<Result<_, HandlerError>>()?;
-        let ids: Vec<&str> = rendered.iter().map(|o| o.order.event_id.as_str()).collect();
-        let (mut tx, mut claimed) = self.idempotency.claim_many(&ids).await?;
-        let fresh: Vec<Outgoing> = rendered
-            .into_iter()
-            .filter(|o| claimed.remove(&o.order.event_id))
-            .collect();
+        let (mut tx, fresh) = self
+            .idempotency
+            .claim_many(rendered, |o| o.order.event_id.as_str())
+            .await?;
         let (queued, already) = self.queue(&mut tx, &fresh).await?;
         db::commit(tx).await?;
         tracing::info!(

@@ -51,13 +51,11 @@ impl Handler for StageLines {
             .iter()
             .map(|b| Ok((&b.event, checked_lines(&b.event)?)))
             .collect::<Result<_, HandlerError>>()?;
-        let ids: Vec<&str> = orders.iter().map(|(o, _)| o.event_id.as_str()).collect();
-        let (mut tx, mut claimed) = self.store.claim_many(&ids).await?;
-        let lines: Vec<SoldLine> = orders
-            .into_iter()
-            .filter(|(order, _)| claimed.remove(&order.event_id))
-            .flat_map(|(_, lines)| lines)
-            .collect();
+        let (mut tx, fresh) = self
+            .store
+            .claim_many(orders, |(order, _)| order.event_id.as_str())
+            .await?;
+        let lines: Vec<SoldLine> = fresh.into_iter().flat_map(|(_, lines)| lines).collect();
         let staged = staging::stage(&mut tx, &lines)
             .instrument(db::span("INSERT", "staged_lines"))
             .await?;

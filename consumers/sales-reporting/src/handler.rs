@@ -44,12 +44,10 @@ impl Handler for SalesHandler {
             .iter()
             .map(|b| sale_of(&b.event))
             .collect::<Result<_, _>>()?;
-        let ids: Vec<&str> = sales.iter().map(|s| s.event_id.as_str()).collect();
-        let (mut tx, mut claimed) = self.idempotency.claim_many(&ids).await?;
-        let fresh: Vec<&Sale> = sales
-            .iter()
-            .filter(|s| claimed.remove(&s.event_id))
-            .collect();
+        let (mut tx, fresh) = self
+            .idempotency
+            .claim_many(&sales, |s| s.event_id.as_str())
+            .await?;
         if !fresh.is_empty() {
             store::record(&mut tx, &fresh)
                 .instrument(db::span("INSERT", "monthly_sales"))

@@ -90,11 +90,26 @@ impl IdempotencyStore {
         }
     }
 
-    /// Starts a transaction that claims, in one statement, the ids of `event_ids` the group has
-    /// not processed, and returns it with the ids it claimed (each once, however often it is
-    /// given). For a run of source-topic events (`Handler::handle_batch`), which never ask for
-    /// reprocessing.
-    pub async fn claim_many(
+    /// Starts a transaction that claims, in one statement, the event ids of `items` (given by
+    /// `event_id`) the group has not processed, and returns it with the items it claimed, in
+    /// their order; of items sharing an id, the first. For a run of source-topic events
+    /// (`Handler::handle_batch`), which never ask for reprocessing.
+    pub async fn claim_many<T: Send>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        event_id: impl Fn(&T) -> &str + Send,
+    ) -> Result<(Transaction<'static, Postgres>, Vec<T>), sqlx::Error> {
+        let items: Vec<T> = items.into_iter().collect();
+        let ids: Vec<&str> = items.iter().map(&event_id).collect();
+        let (tx, mut claimed) = self.claim_ids(&ids).await?;
+        let fresh = items
+            .into_iter()
+            .filter(|item| claimed.remove(event_id(item)))
+            .collect();
+        Ok((tx, fresh))
+    }
+
+    async fn claim_ids(
         &self,
         event_ids: &[&str],
     ) -> Result<(Transaction<'static, Postgres>, HashSet<String>), sqlx::Error> {
