@@ -67,6 +67,8 @@ struct PendingRow {
     message_key: String,
     payload: Vec<u8>,
     headers: sqlx::types::Json<HashMap<String, String>>,
+    /// When the order was accepted (the row written), in epoch milliseconds.
+    created_ms: i64,
 }
 
 pub struct Relay {
@@ -234,8 +236,9 @@ impl Relay {
 
     async fn publish_batch(&self, schema: &str) -> Result<BatchOutcome, sqlx::Error> {
         let rows: Vec<PendingRow> = sqlx::query_as(
-            "SELECT id, topic, message_key, payload, headers FROM outbox
-             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            "SELECT id, topic, message_key, payload, headers,
+                    (extract(epoch FROM created_at) * 1000)::bigint AS created_ms
+             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.settings.batch_size)
         .fetch_all(&self.pool)
@@ -278,10 +281,13 @@ impl Relay {
                         value: Some(value.as_str()),
                     });
                 }
+                // The message's time is when the order was accepted, not when it left the
+                // outbox: lag ages, end-to-end latency and replay windows count from the order.
                 let record = FutureRecord::to(&row.topic)
                     .key(&row.message_key)
                     .payload(payload.as_ref())
-                    .headers(headers);
+                    .headers(headers)
+                    .timestamp(row.created_ms);
                 self.producer
                     .send(record, Duration::from_secs(0))
                     .instrument(span.clone())

@@ -1,6 +1,7 @@
 //! A relay taking over after an interruption does not publish again what Kafka already has:
 //! the rows a previous relay sent just before it died, with their "published" mark lost. With a
-//! schema registry, the relay sends what the outbox holds in Confluent's framing.
+//! schema registry, the relay sends what the outbox holds in Confluent's framing. A message's
+//! timestamp is when its order was accepted, however long it waited in the outbox.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use orderflow_core::event::ORDER_PLACED_SCHEMAS;
 use orderflow_core::registry::{confluent_parts, SchemaRegistry};
 use orderflow_core::OrderPlaced;
 use orderflow_testkit::{eventually, header, read_topic, unique};
+use rdkafka::Message;
 use sqlx::PgPool;
 
 use crate::common::{expected_total, order_request, spawn_app, spawn_app_with_registry, TestApp};
@@ -132,4 +134,51 @@ async fn with_a_schema_registry_orders_are_sent_in_confluent_framing() {
     sent.sort();
     assert_eq!(sent, ids);
     app.checkout.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_carries_the_time_its_order_was_accepted_not_sent() {
+    let app = spawn_app().await;
+    let TestApp {
+        checkout,
+        settings,
+        pool,
+        topic,
+        ..
+    } = app;
+    checkout.stop().await;
+    // An order accepted while no relay runs (as during a Kafka outage) waits in the outbox.
+    let order_id = unique("waited");
+    let request: checkout::order::OrderRequest =
+        serde_json::from_value(order_request(&order_id)).unwrap();
+    let event = orderflow_testkit::sample_order_placed(&order_id);
+    checkout::store::insert_order(
+        &pool,
+        &request,
+        &event,
+        &event.encode().unwrap(),
+        &topic,
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let restarted = checkout::start(settings, pool.clone()).await.unwrap();
+    let message = read_topic(&topic, 1, Duration::from_secs(30)).await;
+    restarted.stop().await;
+    let (created_ms, published_ms): (i64, i64) = sqlx::query_as(
+        "SELECT (extract(epoch FROM created_at) * 1000)::bigint,
+                (extract(epoch FROM published_at) * 1000)::bigint
+         FROM outbox WHERE order_id = $1",
+    )
+    .bind(&order_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(published_ms - created_ms >= 1500);
+    assert_eq!(
+        message[0].timestamp(),
+        rdkafka::Timestamp::CreateTime(created_ms)
+    );
 }
