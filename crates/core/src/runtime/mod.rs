@@ -265,13 +265,14 @@ impl ConsumerSettings {
         }
     }
 
-    /// Settings for a handler whose `handle_batch` writes a run at once: runs of up to 500
-    /// events over 4 lanes, and room for 4,096 messages in flight to fill them.
+    /// Settings for a handler whose `handle_batch` writes a run at once: runs of up to 256
+    /// events over 4 lanes, and room for 2,048 messages in flight to fill them (the next runs
+    /// wait while these are handled; more only holds more memory).
     pub fn batched(group_id: impl Into<String>, topic: impl Into<String>) -> Self {
         Self {
             concurrency: 4,
-            batch_size: 500,
-            max_in_flight: 4096,
+            batch_size: 256,
+            max_in_flight: 2048,
             ..Self::new(group_id, topic)
         }
     }
