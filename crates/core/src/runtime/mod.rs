@@ -490,9 +490,11 @@ pub async fn run<H: Handler>(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        // librdkafka pre-fetches up to 64 MiB by default; 16 MiB (about ten thousand orders)
-        // keeps the lanes fed and a consumer's memory flat however far behind it is.
-        .set("queued.max.messages.kbytes", "16384")
+        // librdkafka pre-fetches up to 64 MiB by default, and a fetch answer may hold 50 MiB
+        // more: far behind (a million events waiting) that is most of a consumer's memory.
+        // 8 MiB of each (several thousand orders) keep the lanes fed.
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.max.bytes", "8388608")
         .set(
             "session.timeout.ms",
             settings.session_timeout.as_millis().to_string(),
