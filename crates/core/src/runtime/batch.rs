@@ -78,6 +78,11 @@ async fn handle_run<H: Handler>(shared: &Shared<H>, run: Vec<Pending>) {
         .into_iter()
         .filter(|p| tracker.start(&p.partition, p.generation))
         .collect();
+    // A lone message keeps the one-by-one path, which decodes it, and its span parented by the
+    // message's trace.
+    if run.len() == 1 {
+        return handle_one_by_one(shared, run).await;
+    }
     let mut decoded = Vec::with_capacity(run.len());
     let mut one_by_one = Vec::new();
     for pending in run {
@@ -87,7 +92,7 @@ async fn handle_run<H: Handler>(shared: &Shared<H>, run: Vec<Pending>) {
             Err(_) => one_by_one.push(pending),
         }
     }
-    // A lone event keeps the one-by-one path and its span, parented by the message's trace.
+    // So does a lone decodable one among poison.
     if decoded.len() == 1 {
         one_by_one.extend(decoded.drain(..).map(|(pending, _)| pending));
     }
@@ -175,18 +180,12 @@ async fn handle_batch<H: Handler>(
 /// Handles messages through the one-by-one path: a key's messages in their order, different keys
 /// at once (at most `concurrency`).
 async fn handle_one_by_one<H: Handler>(shared: &Shared<H>, messages: Vec<Pending>) {
-    let mut queues: Vec<Vec<Pending>> = Vec::new();
-    let mut queue_of: HashMap<Option<Vec<u8>>, usize> = HashMap::new();
+    let mut queues: HashMap<Option<Vec<u8>>, Vec<Pending>> = HashMap::new();
     for pending in messages {
         let key = pending.message.key().map(<[u8]>::to_vec);
-        let next = queues.len();
-        let i = *queue_of.entry(key).or_insert(next);
-        if i == next {
-            queues.push(Vec::new());
-        }
-        queues[i].push(pending);
+        queues.entry(key).or_default().push(pending);
     }
-    futures::stream::iter(queues)
+    futures::stream::iter(queues.into_values())
         .for_each_concurrent(shared.settings.concurrency.max(1), |queue| async move {
             for pending in queue {
                 let history = History::of(&pending.message, &shared.settings.retry_topic);

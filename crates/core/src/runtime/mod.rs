@@ -277,7 +277,7 @@ impl ConsumerSettings {
         }
     }
 
-    /// `defaults` overridden by `ORDERFLOW_CONSUMER_GROUP`, `ORDERFLOW_CONSUMER_TOPIC`,
+    /// These settings overridden by `ORDERFLOW_CONSUMER_GROUP`, `ORDERFLOW_CONSUMER_TOPIC`,
     /// `ORDERFLOW_CONSUMER_CONCURRENCY`, `ORDERFLOW_CONSUMER_BATCH_SIZE`,
     /// `ORDERFLOW_CONSUMER_MAX_IN_FLIGHT`,
     /// `ORDERFLOW_CONSUMER_RETRY_MAX_ATTEMPTS`, `ORDERFLOW_CONSUMER_RETRY_MIN_DELAY_MS`,
@@ -286,23 +286,15 @@ impl ConsumerSettings {
     /// `ORDERFLOW_CONSUMER_DRAIN_TIMEOUT_MS` and `ORDERFLOW_SCHEMA_REGISTRY_URL`.
     /// The dead-letter and retry topics follow the group and topic in force.
     pub fn overridden_by(self, src: &impl Source) -> Result<Self, ConfigError> {
+        let mut s = self;
         let group_id = config::optional::<String>(src, "ORDERFLOW_CONSUMER_GROUP")?;
         let topic = config::optional::<String>(src, "ORDERFLOW_CONSUMER_TOPIC")?;
-        let mut s = if group_id.is_some() || topic.is_some() {
-            let renamed = Self::new(
-                group_id.unwrap_or_else(|| self.group_id.clone()),
-                topic.unwrap_or_else(|| self.topic.clone()),
-            );
-            Self {
-                group_id: renamed.group_id,
-                topic: renamed.topic,
-                dead_letter_topic: renamed.dead_letter_topic,
-                retry_topic: renamed.retry_topic,
-                ..self
-            }
-        } else {
-            self
-        };
+        if group_id.is_some() || topic.is_some() {
+            s.group_id = group_id.unwrap_or(s.group_id);
+            s.topic = topic.unwrap_or(s.topic);
+            s.dead_letter_topic = crate::topics::dead_letter_topic(&s.topic, &s.group_id);
+            s.retry_topic = crate::topics::retry_topic(&s.topic, &s.group_id);
+        }
         if let Some(n) = config::optional::<usize>(src, "ORDERFLOW_CONSUMER_CONCURRENCY")? {
             s.concurrency = n;
         }
