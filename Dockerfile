@@ -37,6 +37,8 @@ FROM chef AS builder
 # Debug info of the standard library out of the binaries; symbol names stay for backtraces.
 ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 COPY --from=planner /src/recipe.json recipe.json
+# The build settings of the dependencies (jemalloc's) come before them.
+COPY .cargo .cargo
 RUN cargo chef cook --release --locked --workspace --bins --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --workspace --bins \

@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 use orderflow_core::config::Env;
 use orderflow_core::db::{self, DatabaseConfig};
 
+#[global_allocator]
+static ALLOCATOR: orderflow_core::Allocator = orderflow_core::Allocator;
+
 /// Journals placed orders in Postgres and exports a day's journal for the on-premises ledger.
 /// Without a command it runs the consumer.
 #[derive(Parser)]

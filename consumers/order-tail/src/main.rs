@@ -8,6 +8,9 @@ use orderflow_core::observe::{self, health::KafkaCheck, Observer};
 use orderflow_core::runtime::{self, ConsumerSettings};
 use orderflow_core::{topics, Delivery, Handler, HandlerError, OrderPlaced};
 
+#[global_allocator]
+static ALLOCATOR: orderflow_core::Allocator = orderflow_core::Allocator;
+
 struct Tail;
 
 impl Handler for Tail {

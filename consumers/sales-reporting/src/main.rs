@@ -3,6 +3,9 @@ use orderflow_core::config::Env;
 use orderflow_core::db::{self, DatabaseConfig};
 use sales_reporting::report::{Currency, Format, Month};
 
+#[global_allocator]
+static ALLOCATOR: orderflow_core::Allocator = orderflow_core::Allocator;
+
 /// The monthly sales report of orderflow, kept current from orders.placed.
 #[derive(Parser)]
 #[command(name = "sales-reporting", version, about)]

@@ -17,6 +17,9 @@ use orderflow_core::topics::{dead_letter_topic, retry_topic};
 use orderflow_simulators::payment::PaymentSim;
 use orderflow_simulators::smtp::SmtpSink;
 use orderflow_simulators::supplier::SupplierSim;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 
 use crate::load::Storefront;
 use crate::process::{free_port, wait_for_port, Launch, Process};
@@ -84,6 +87,9 @@ pub struct Pipeline {
     pub archive_dir: PathBuf,
     pub kafka: KafkaConfig,
     pub database_url: String,
+    amqp_url: String,
+    /// Every topic the run created.
+    topics: Vec<String>,
     log_dir: PathBuf,
     /// Orders checkout accepted so far, counted by every storefront of this pipeline.
     accepted: Arc<AtomicUsize>,
@@ -192,6 +198,8 @@ impl Pipeline {
             archive_dir,
             kafka,
             database_url: servers.database_url.clone(),
+            amqp_url: servers.amqp_url.clone(),
+            topics: topics.into_iter().map(|t| t.name).collect(),
             log_dir,
             base,
             accepted: Default::default(),
@@ -347,10 +355,10 @@ impl Pipeline {
             .collect()
     }
 
-    /// Stops every service gracefully; returns those that did not exit cleanly.
+    /// Stops every running service gracefully; returns those that did not exit cleanly.
     pub fn stop(mut self) -> Vec<String> {
         let mut unclean = self.leave_second_instances();
-        for (name, p) in self.services.iter_mut() {
+        for (name, p) in self.services.iter_mut().filter(|(_, p)| p.pid().is_some()) {
             if !p.terminate(Duration::from_secs(60)) {
                 unclean.push(format!(
                     "{name} did not stop cleanly, see {}",
@@ -359,6 +367,28 @@ impl Pipeline {
             }
         }
         unclean
+    }
+
+    /// Stops every service like [`Pipeline::stop`], then deletes what the run left on the
+    /// shared servers: its topics, its e-mail queues and its database schemas. The benchmark
+    /// drains millions of events a run; kept, they slow every later run (RabbitMQ holding
+    /// millions of unsent e-mails) and fill the disk. The fault suite keeps them to inspect.
+    pub async fn stop_and_discard(self) -> Vec<String> {
+        let schemas: Vec<String> = SERVICES.iter().map(|s| self.schema(s)).collect();
+        let queue = format!("orderflow.emails.{}", self.run);
+        let (kafka, topics) = (self.kafka.clone(), self.topics.clone());
+        let (database_url, amqp_url) = (self.database_url.clone(), self.amqp_url.clone());
+        let mut problems = self.stop();
+        if let Err(e) = delete_topics(&kafka, &topics).await {
+            problems.push(format!("deleting the run's topics: {e}"));
+        }
+        if let Err(e) = delete_queues(&amqp_url, &[format!("{queue}.dlq"), queue]).await {
+            problems.push(format!("deleting the run's e-mail queues: {e}"));
+        }
+        if let Err(e) = drop_schemas(&database_url, &schemas).await {
+            problems.push(format!("dropping the run's schemas: {e}"));
+        }
+        problems
     }
 
     fn process(&mut self, service: &str) -> &mut Process {
@@ -380,6 +410,35 @@ impl Pipeline {
     pub fn log_dir(&self) -> &PathBuf {
         &self.log_dir
     }
+}
+
+async fn delete_topics(kafka: &KafkaConfig, topics: &[String]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> =
+        orderflow_core::kafka::client_config(kafka).create()?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    admin.delete_topics(&names, &AdminOptions::new()).await?;
+    Ok(())
+}
+
+async fn delete_queues(amqp_url: &str, queues: &[String]) -> Result<(), lapin::Error> {
+    let connection = lapin::Connection::connect(amqp_url, Default::default()).await?;
+    let channel = connection.create_channel().await?;
+    for queue in queues {
+        channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await?;
+    }
+    connection.close(0, "run discarded".into()).await
+}
+
+async fn drop_schemas(database_url: &str, schemas: &[String]) -> Result<(), sqlx::Error> {
+    let db = sqlx::PgPool::connect(database_url).await?;
+    for schema in schemas {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&db)
+            .await?;
+    }
+    Ok(())
 }
 
 fn group_of(service: &str, run: &str) -> String {

@@ -95,7 +95,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         "MiB",
         false,
     );
-    p.stop();
+    bench.discard(p).await;
     Ok(())
 }
 

@@ -169,7 +169,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
             );
         }
     }
-    p.stop();
+    bench.discard(p).await;
     Ok(())
 }
 

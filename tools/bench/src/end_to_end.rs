@@ -63,7 +63,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
             );
         }
     }
-    stop(bench, p);
+    bench.discard(p).await;
 
     let latencies = latency_at(bench, LATENCY_RATE, "rate1000").await?;
     bench.target(
@@ -106,14 +106,8 @@ async fn latency_at(bench: &mut Bench, rate: f64, name: &str) -> anyhow::Result<
             false,
         );
     }
-    stop(bench, p);
+    bench.discard(p).await;
     Ok(latencies)
-}
-
-fn stop(bench: &mut Bench, p: Pipeline) {
-    for unclean in p.stop() {
-        bench.note(unclean);
-    }
 }
 
 /// The `share` quantile of sorted values (nearest rank).

@@ -18,7 +18,7 @@ use clap::{Parser, ValueEnum};
 use orderflow_bench::cpu::CpuSnapshot;
 use orderflow_bench::report::{self, Comparison};
 use orderflow_bench::results::{Better, Figure, Machine, Profile, Results, Target};
-use orderflow_faults::pipeline::{Servers, CONSUMERS};
+use orderflow_faults::pipeline::{Pipeline, Servers, CONSUMERS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Phase {
@@ -132,6 +132,13 @@ impl Bench {
             seconds: now.seconds_since(start),
             cpu: now.since(start),
         });
+    }
+
+    /// Stops a phase's pipeline and deletes what it left on the servers, noting what failed.
+    pub async fn discard(&mut self, p: Pipeline) {
+        for problem in p.stop_and_discard().await {
+            self.note(problem);
+        }
     }
 
     pub fn note(&mut self, note: String) {

@@ -60,7 +60,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     .await;
     let memory = sampler.profile();
     bench.profile("outbox relay", &cpu);
-    p.stop();
+    bench.discard(p).await;
     let rate = drained
         .map_err(|stalled| anyhow::anyhow!("the relay stalled at {stalled} of {count}"))?
         .per_second();

@@ -3,6 +3,9 @@ use orderflow_core::config::Env;
 use orderflow_core::db::{self, DatabaseConfig};
 use orderflow_core::service::{self, ServiceCommand};
 
+#[global_allocator]
+static ALLOCATOR: orderflow_core::Allocator = orderflow_core::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let command = service::command(

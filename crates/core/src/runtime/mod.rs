@@ -482,11 +482,15 @@ pub async fn run<H: Handler>(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        // librdkafka pre-fetches up to 64 MiB by default, and a fetch answer may hold 50 MiB
-        // more: far behind (a million events waiting) that is most of a consumer's memory.
-        // 8 MiB of each (several thousand orders) keep the lanes fed.
-        .set("queued.max.messages.kbytes", "8192")
-        .set("fetch.max.bytes", "8388608")
+        // librdkafka bounds its pre-fetch queue and its fetch answers by their compressed size:
+        // zstd shrinks orders about six times, so its defaults (64 MiB queued, 50 MiB a fetch)
+        // let a consumer far behind hold hundreds of MiB of decoded batches. 4 MiB queued and
+        // 2 MiB a fetch (512 KiB a partition) keep it under 100 MiB. A queue that small drains
+        // in a fraction of a second, so the fetcher looks again after 10 ms instead of 1 s.
+        .set("queued.max.messages.kbytes", "4096")
+        .set("fetch.max.bytes", "2097152")
+        .set("max.partition.fetch.bytes", "524288")
+        .set("fetch.queue.backoff.ms", "10")
         .set(
             "session.timeout.ms",
             settings.session_timeout.as_millis().to_string(),
