@@ -191,11 +191,21 @@ async fn main() -> anyhow::Result<()> {
     };
     for phase in &cli.phases {
         println!("==> {phase:?}");
-        let outcome = match phase {
-            Phase::Checkout => checkout_api::run(&mut bench).await,
-            Phase::Relay => relay::run(&mut bench).await,
-            Phase::Consumers => consumers::run(&mut bench).await,
-            Phase::EndToEnd => end_to_end::run(&mut bench).await,
+        let run = async {
+            match phase {
+                Phase::Checkout => checkout_api::run(&mut bench).await,
+                Phase::Relay => relay::run(&mut bench).await,
+                Phase::Consumers => consumers::run(&mut bench).await,
+                Phase::EndToEnd => end_to_end::run(&mut bench).await,
+            }
+        };
+        // Ctrl-C drops the phase, and with it its services: each one's process group is killed
+        // when dropped, so none is left running.
+        let outcome = tokio::select! {
+            outcome = run => outcome,
+            _ = tokio::signal::ctrl_c() => {
+                anyhow::bail!("interrupted during {phase:?}: its services are stopped, its topics, queue and schemas are left")
+            }
         };
         if let Err(e) = outcome {
             bench.note(format!("phase {phase:?} failed: {e:#}"));
