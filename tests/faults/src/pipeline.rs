@@ -88,6 +88,7 @@ pub struct Pipeline {
     pub kafka: KafkaConfig,
     pub database_url: String,
     amqp_url: String,
+    email_queue: String,
     /// Every topic the run created.
     topics: Vec<String>,
     log_dir: PathBuf,
@@ -141,6 +142,7 @@ impl Pipeline {
         let supplier = SupplierSim::spawn(loopback()).await.expect("supplier sim");
         let smtp = SmtpSink::spawn(loopback()).await.expect("smtp sink");
         let smtp_http = smtp.serve_http(loopback()).await.expect("smtp sink API");
+        let email_queue = format!("orderflow.emails.{run}");
         let log_dir = servers.dir.join(&run);
         let archive_dir = log_dir.join("archive");
         let (checkout_port, reporting_port) = (free_port(), free_port());
@@ -165,7 +167,7 @@ impl Pipeline {
                 "ORDERFLOW_MAIL_LOOKUP_URL",
                 format!("http://{smtp_http}/messages"),
             ),
-            ("ORDERFLOW_EMAIL_QUEUE", format!("orderflow.emails.{run}")),
+            ("ORDERFLOW_EMAIL_QUEUE", email_queue.clone()),
             (
                 "ORDERFLOW_CHECKOUT_LISTEN",
                 format!("127.0.0.1:{checkout_port}"),
@@ -199,6 +201,7 @@ impl Pipeline {
             kafka,
             database_url: servers.database_url.clone(),
             amqp_url: servers.amqp_url.clone(),
+            email_queue,
             topics: topics.into_iter().map(|t| t.name).collect(),
             log_dir,
             base,
@@ -374,8 +377,12 @@ impl Pipeline {
     /// drains millions of events a run; kept, they slow every later run (RabbitMQ holding
     /// millions of unsent e-mails) and fill the disk. The fault suite keeps them to inspect.
     pub async fn stop_and_discard(self) -> Vec<String> {
-        let schemas: Vec<String> = SERVICES.iter().map(|s| self.schema(s)).collect();
-        let queue = format!("orderflow.emails.{}", self.run);
+        // The mailer writes to notifications' schema.
+        let schemas: Vec<String> = std::iter::once("checkout")
+            .chain(CONSUMERS)
+            .map(|s| self.schema(s))
+            .collect();
+        let queue = self.email_queue.clone();
         let (kafka, topics) = (self.kafka.clone(), self.topics.clone());
         let (database_url, amqp_url) = (self.database_url.clone(), self.amqp_url.clone());
         let mut problems = self.stop();
