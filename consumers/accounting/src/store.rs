@@ -116,7 +116,7 @@ pub async fn book_run(
     .bind(time_zone)
     .fetch_all(&mut *conn)
     .await?;
-    let col = |get: fn(&Entry) -> String| entries.iter().map(|e| get(e)).collect::<Vec<_>>();
+    let col = |get: fn(&Entry) -> &str| entries.iter().map(|e| get(e)).collect::<Vec<_>>();
     let inserted: Vec<(String, i64)> = sqlx::query_as(
         "INSERT INTO journal_entries
              (order_id, event_id, currency, minor_exponent, total_minor, booked_at, entry_date)
@@ -125,9 +125,9 @@ pub async fn book_run(
          ON CONFLICT (order_id) DO NOTHING
          RETURNING order_id, id",
     )
-    .bind(col(|e| e.order_id.clone()))
-    .bind(col(|e| e.event_id.clone()))
-    .bind(col(|e| e.currency.clone()))
+    .bind(col(|e| &e.order_id))
+    .bind(col(|e| &e.event_id))
+    .bind(col(|e| &e.currency))
     .bind(
         entries
             .iter()
@@ -163,32 +163,32 @@ pub async fn book_run(
 
 /// The postings of a run's entries, as the columns of one insert.
 #[derive(Default)]
-struct Postings {
+struct Postings<'a> {
     entry_id: Vec<i64>,
     line_no: Vec<i32>,
-    account_code: Vec<String>,
-    account_name: Vec<String>,
-    counterparty: Vec<Option<String>>,
+    account_code: Vec<&'a str>,
+    account_name: Vec<&'a str>,
+    counterparty: Vec<Option<&'a str>>,
     debit_minor: Vec<i64>,
     credit_minor: Vec<i64>,
-    memo: Vec<String>,
+    memo: Vec<&'a str>,
 }
 
-impl Postings {
-    fn add(&mut self, entry_id: i64, entry: &Entry) {
+impl<'a> Postings<'a> {
+    fn add(&mut self, entry_id: i64, entry: &'a Entry) {
         for (n, p) in entry.postings.iter().enumerate() {
             self.entry_id.push(entry_id);
             self.line_no.push(n as i32 + 1);
-            self.account_code.push(p.account_code.clone());
-            self.account_name.push(p.account_name.clone());
-            self.counterparty.push(p.counterparty.clone());
+            self.account_code.push(&p.account_code);
+            self.account_name.push(&p.account_name);
+            self.counterparty.push(p.counterparty.as_deref());
             let (debit, credit) = match p.side {
                 Side::Debit => (p.amount_minor, 0),
                 Side::Credit => (0, p.amount_minor),
             };
             self.debit_minor.push(debit);
             self.credit_minor.push(credit);
-            self.memo.push(p.memo.clone());
+            self.memo.push(&p.memo);
         }
     }
 

@@ -5,6 +5,7 @@
 //! A body whose writer schema came from elsewhere (a schema registry, see `registry`) decodes with
 //! [`decode_with_writer`].
 
+use std::io::Read;
 use std::sync::OnceLock;
 
 use apache_avro::rabin::Rabin;
@@ -190,7 +191,14 @@ pub fn split_single_object<'a>(
 /// mirrors the newest version.
 pub fn decode<T: DeserializeOwned>(family: &SchemaFamily, bytes: &[u8]) -> Result<T, DecodeError> {
     let (writer, body) = split_single_object(family, bytes)?;
-    decode_body(family, &writer.schema, format!("v{}", writer.version), body)
+    let latest = writer.version == family.latest().version;
+    decode_body(
+        family,
+        &writer.schema,
+        latest,
+        format!("v{}", writer.version),
+        body,
+    )
 }
 
 /// Decodes an Avro binary body written with `writer` (from a schema registry, say) into `T`,
@@ -200,16 +208,21 @@ pub fn decode_with_writer<T: DeserializeOwned>(
     writer: &Schema,
     body: &[u8],
 ) -> Result<T, DecodeError> {
-    let label = match family.by_fingerprint(&fingerprint_of(writer)) {
-        Some(known) => format!("v{}", known.version),
-        None => "(registry schema)".to_string(),
+    let (latest, label) = match family.by_fingerprint(&fingerprint_of(writer)) {
+        Some(known) => (
+            known.version == family.latest().version,
+            format!("v{}", known.version),
+        ),
+        None => (false, "(registry schema)".to_string()),
     };
-    decode_body(family, writer, label, body)
+    decode_body(family, writer, latest, label, body)
 }
 
+/// Decodes `bytes` written with `writer`, which is the family's newest version when `latest`.
 fn decode_body<T: DeserializeOwned>(
     family: &SchemaFamily,
     writer: &Schema,
+    latest: bool,
     label: String,
     bytes: &[u8],
 ) -> Result<T, DecodeError> {
@@ -218,28 +231,33 @@ fn decode_body<T: DeserializeOwned>(
         writer: label.clone(),
         reason,
     };
-    let mut body = bytes;
-    let value = apache_avro::from_avro_datum(writer, &mut body, None)
-        .map_err(|e| malformed(e.to_string()))?;
-    if !body.is_empty() {
-        return Err(malformed(format!(
-            "{} trailing bytes after the record",
-            body.len()
-        )));
-    }
     // apache-avro reads a union cut off at the end of input as null, so a truncated message could
-    // pass as one without its trailing optional fields: re-encoding must give back every byte.
-    let reencoded =
-        apache_avro::to_avro_datum(writer, value.clone()).map_err(|e| malformed(e.to_string()))?;
-    if reencoded.len() != bytes.len() {
-        return Err(malformed(format!(
-            "body is {} bytes but its record takes {}: truncated",
-            bytes.len(),
-            reencoded.len()
-        )));
-    }
-    let value = value
-        .resolve(&family.latest().schema)
+    // pass as one without its trailing optional fields. A byte after the body keeps the reader
+    // off the end: a whole record leaves it unread, a truncated one reads into it.
+    let mut input = bytes.chain(&[0u8][..]);
+    let value = apache_avro::from_avro_datum(writer, &mut input, None)
         .map_err(|e| malformed(e.to_string()))?;
+    match input.into_inner() {
+        ([], [_]) => {}
+        ([], []) => {
+            return Err(malformed(
+                "the body ends inside its record: truncated".into(),
+            ))
+        }
+        (rest, _) => {
+            return Err(malformed(format!(
+                "{} trailing bytes after the record",
+                rest.len()
+            )))
+        }
+    }
+    // A record written with the newest version already has the newest shape.
+    let value = if latest {
+        value
+    } else {
+        value
+            .resolve(&family.latest().schema)
+            .map_err(|e| malformed(e.to_string()))?
+    };
     apache_avro::from_value(&value).map_err(|e| malformed(e.to_string()))
 }

@@ -174,6 +174,89 @@ async fn the_database_refuses_unbalanced_or_empty_entries_and_a_second_entry_per
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn postings_refer_to_accounts_and_entries_that_exist_and_are_never_removed() {
+    let (pool, schema) = orderflow_testkit::database_with_schema().await;
+    accounting::prepare(&pool, &common::ledger(&schema, "UTC"))
+        .await
+        .unwrap();
+    let db = by_hand().await;
+
+    // A posting to an account missing from the chart, or to no entry, is refused at once.
+    let mut tx = db.begin().await.unwrap();
+    let id = new_entry(&mut tx, &schema, "ord-1").await;
+    let e = post(&mut tx, &schema, id, 1, "9999", 1000, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal(e),
+        (
+            "23503".into(),
+            "account 9999 is not in the chart of accounts".into()
+        )
+    );
+    tx.rollback().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let e = post(&mut tx, &schema, 424_242, 1, "1200", 1000, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal(e),
+        ("23503".into(), "journal entry 424242 does not exist".into())
+    );
+    tx.rollback().await.unwrap();
+
+    let mut tx = db.begin().await.unwrap();
+    let id = new_entry(&mut tx, &schema, "ord-1").await;
+    post(&mut tx, &schema, id, 1, "1200", 1000, 0)
+        .await
+        .unwrap();
+    post(&mut tx, &schema, id, 2, "4000", 0, 1000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // What postings refer to stays: no deleted or truncated entry or account, no new code.
+    for statement in [
+        format!("DELETE FROM {schema}.journal_entries WHERE id = {id}"),
+        format!("TRUNCATE {schema}.postings, {schema}.journal_entries"),
+        format!("DELETE FROM {schema}.accounts WHERE code = '1200'"),
+        format!("DELETE FROM {schema}.accounts WHERE role IS NULL"),
+        format!("TRUNCATE {schema}.accounts CASCADE"),
+        format!("UPDATE {schema}.accounts SET code = '1201' WHERE code = '1200'"),
+    ] {
+        let e = sqlx::query(&statement).execute(&db).await.unwrap_err();
+        let (code, message) = refusal(e);
+        assert_eq!(code, "23001", "{statement}: {message}");
+        assert!(
+            message.ends_with("are never deleted or given a new key: postings refer to them"),
+            "{statement}: {message}"
+        );
+    }
+    // Renaming an account is still fine: postings keep the name they were booked with.
+    sqlx::query(&format!(
+        "UPDATE {schema}.accounts SET name = 'Debtors' WHERE code = '1200'"
+    ))
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let stored: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT p.entry_id, p.account_code, a.name
+         FROM postings p JOIN accounts a ON a.code = p.account_code ORDER BY p.line_no",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            (id, "1200".into(), "Debtors".into()),
+            (id, "4000".into(), "Sales revenue".into())
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_chart_file_is_upserted_and_a_bad_one_or_time_zone_stops_start_up() {
     let (pool, schema) = orderflow_testkit::database_with_schema().await;
     let mut ledger = common::ledger(&schema, "UTC");
