@@ -8,10 +8,11 @@
 use std::io::Read;
 use std::sync::OnceLock;
 
+use apache_avro::headers::HeaderBuilder;
 use apache_avro::rabin::Rabin;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
-use apache_avro::Schema;
+use apache_avro::{GenericSingleObjectReader, Schema};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -58,6 +59,17 @@ pub struct SchemaVersion {
     pub fingerprint: [u8; 8],
     /// The `.avsc` text, with its docs and defaults, as a schema registry should hold it.
     pub source: &'static str,
+    /// Reads a body written with this version; its named types are resolved once, here.
+    reader: GenericSingleObjectReader,
+}
+
+/// The single-object header is split off before the body is read.
+struct NoHeader;
+
+impl HeaderBuilder for NoHeader {
+    fn build_header(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// All versions of one event's schema, oldest first, parsed on first use.
@@ -92,11 +104,23 @@ impl SchemaFamily {
                         panic!("schemas/{} v{} is not valid Avro: {e}", self.name, i + 1)
                     });
                     let fingerprint = fingerprint_of(&schema);
+                    let reader = GenericSingleObjectReader::new_with_header_builder(
+                        schema.clone(),
+                        NoHeader,
+                    )
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "schemas/{} v{} has unresolvable names: {e}",
+                            self.name,
+                            i + 1
+                        )
+                    });
                     SchemaVersion {
                         version: i + 1,
                         schema,
                         fingerprint,
                         source,
+                        reader,
                     }
                 })
                 .collect()
@@ -191,14 +215,7 @@ pub fn split_single_object<'a>(
 /// mirrors the newest version.
 pub fn decode<T: DeserializeOwned>(family: &SchemaFamily, bytes: &[u8]) -> Result<T, DecodeError> {
     let (writer, body) = split_single_object(family, bytes)?;
-    let latest = writer.version == family.latest().version;
-    decode_body(
-        family,
-        &writer.schema,
-        latest,
-        format!("v{}", writer.version),
-        body,
-    )
+    decode_body(family, Writer::Known(writer), body)
 }
 
 /// Decodes an Avro binary body written with `writer` (from a schema registry, say) into `T`,
@@ -208,35 +225,41 @@ pub fn decode_with_writer<T: DeserializeOwned>(
     writer: &Schema,
     body: &[u8],
 ) -> Result<T, DecodeError> {
-    let (latest, label) = match family.by_fingerprint(&fingerprint_of(writer)) {
-        Some(known) => (
-            known.version == family.latest().version,
-            format!("v{}", known.version),
-        ),
-        None => (false, "(registry schema)".to_string()),
+    let writer = match family.by_fingerprint(&fingerprint_of(writer)) {
+        Some(known) => Writer::Known(known),
+        None => Writer::Other(writer),
     };
-    decode_body(family, writer, latest, label, body)
+    decode_body(family, writer, body)
 }
 
-/// Decodes `bytes` written with `writer`, which is the family's newest version when `latest`.
+/// The schema a body was written with.
+enum Writer<'a> {
+    Known(&'a SchemaVersion),
+    Other(&'a Schema),
+}
+
 fn decode_body<T: DeserializeOwned>(
     family: &SchemaFamily,
-    writer: &Schema,
-    latest: bool,
-    label: String,
+    writer: Writer<'_>,
     bytes: &[u8],
 ) -> Result<T, DecodeError> {
     let malformed = |reason: String| DecodeError::Malformed {
         family: family.name,
-        writer: label.clone(),
+        writer: match &writer {
+            Writer::Known(known) => format!("v{}", known.version),
+            Writer::Other(_) => "(registry schema)".to_string(),
+        },
         reason,
     };
     // apache-avro reads a union cut off at the end of input as null, so a truncated message could
     // pass as one without its trailing optional fields. A byte after the body keeps the reader
     // off the end: a whole record leaves it unread, a truncated one reads into it.
     let mut input = bytes.chain(&[0u8][..]);
-    let value = apache_avro::from_avro_datum(writer, &mut input, None)
-        .map_err(|e| malformed(e.to_string()))?;
+    let value = match &writer {
+        Writer::Known(known) => known.reader.read_value(&mut input),
+        Writer::Other(schema) => apache_avro::from_avro_datum(schema, &mut input, None),
+    }
+    .map_err(|e| malformed(e.to_string()))?;
     match input.into_inner() {
         ([], [_]) => {}
         ([], []) => {
@@ -252,12 +275,11 @@ fn decode_body<T: DeserializeOwned>(
         }
     }
     // A record written with the newest version already has the newest shape.
-    let value = if latest {
-        value
-    } else {
-        value
+    let value = match &writer {
+        Writer::Known(known) if known.version == family.latest().version => value,
+        _ => value
             .resolve(&family.latest().schema)
-            .map_err(|e| malformed(e.to_string()))?
+            .map_err(|e| malformed(e.to_string()))?,
     };
     apache_avro::from_value(&value).map_err(|e| malformed(e.to_string()))
 }

@@ -1,11 +1,11 @@
 //! Phase 3: each consumer alone drains a pre-filled topic, next to its ceilings measured in the
 //! same run on the same topic: a null handler on the same runtime and Kafka settings (what the
-//! broker and the decoder allow), and PostgreSQL's own bulk-insert rate (what the database
-//! allows a consumer that writes a row per event). Supplier dispatch runs against a supplier
+//! broker and the decoder allow), and PostgreSQL's own bulk-insert rate divided by the rows the
+//! consumer writes per event (what the database allows it). Supplier dispatch runs against a supplier
 //! that answers in 50 ms, and is held to its in-flight bound instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -53,7 +53,6 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         "rows/s",
         true,
     );
-    let ceiling = null.per_second().min(bulk.per_second());
     println!(
         "  ceilings: null handler {:.0} events/s, bulk insert {:.0} rows/s",
         null.per_second(),
@@ -152,17 +151,43 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
                 true,
             );
         } else {
+            // The database's ceiling in this consumer's unit: it writes several rows per event.
+            let rows = rows_written(&p, service).await? as f64 / events as f64;
+            let database = bulk.per_second() / rows.max(1.0);
+            let ceiling = null.per_second().min(database);
+            println!(
+                "  {service}: {rows:.1} rows written per event, so the database allows {database:.0} events/s"
+            );
+            bench.figure(
+                "consumers",
+                &format!("consumers.{service}.rows_per_event"),
+                &format!("{service} rows written per event"),
+                rows,
+                "rows",
+                false,
+            );
+            bench.figure(
+                "consumers",
+                &format!("consumers.{service}.share_of_null_ceiling"),
+                &format!("{service} / null handler"),
+                rate.per_second() / null.per_second(),
+                "ratio",
+                true,
+            );
             bench.figure(
                 "consumers",
                 &format!("consumers.{service}.share_of_ceiling"),
-                &format!("{service} / ceiling"),
+                &format!("{service} / ceiling (the lower of the two)"),
                 rate.per_second() / ceiling,
                 "ratio",
                 true,
             );
             bench.target(
                 &format!("consumers.{service}.share_of_ceiling"),
-                &format!("{service} drains at >= 50% of its ceiling ({ceiling:.0} events/s)"),
+                &format!(
+                    "{service} drains at >= 50% of its ceiling ({ceiling:.0} events/s: null handler {:.0}, database {database:.0})",
+                    null.per_second()
+                ),
                 rate.per_second() / ceiling,
                 0.5,
                 true,
@@ -174,22 +199,47 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
 }
 
 /// The runtime with a handler that does nothing but count: the broker's and the decoder's limit.
+/// It drains in a fraction of a second, too short to time by sampling a count every 100 ms, so
+/// the handler notes when its first run ended and when the last event arrived.
 #[derive(Clone, Default)]
 struct NullHandler {
     handled: Arc<AtomicU64>,
+    /// When the first run was handled, and how many events it held.
+    first: Arc<OnceLock<(Instant, u64)>>,
+    /// When the count reached `goal`.
+    done: Arc<OnceLock<Instant>>,
+    goal: u64,
+}
+
+impl NullHandler {
+    fn count(&self, events: u64) {
+        let now = Instant::now();
+        self.first.get_or_init(|| (now, events));
+        if self.handled.fetch_add(events, Ordering::Relaxed) + events >= self.goal {
+            self.done.get_or_init(|| now);
+        }
+    }
+
+    /// The events after the first run, over the time since it.
+    fn rate(&self) -> Option<Rate> {
+        let (start, first) = *self.first.get()?;
+        Some(Rate {
+            counted: self.goal.saturating_sub(first),
+            elapsed: self.done.get()?.duration_since(start),
+        })
+    }
 }
 
 impl Handler for NullHandler {
     type Event = OrderPlaced;
 
     async fn handle(&self, _event: &OrderPlaced, _delivery: &Delivery) -> Result<(), HandlerError> {
-        self.handled.fetch_add(1, Ordering::Relaxed);
+        self.count(1);
         Ok(())
     }
 
     async fn handle_batch(&self, batch: &[Batched<OrderPlaced>]) -> Result<(), HandlerError> {
-        self.handled
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.count(batch.len() as u64);
         Ok(())
     }
 }
@@ -205,8 +255,11 @@ async fn null_handler_rate(p: &Pipeline, events: u64) -> anyhow::Result<Rate> {
         ],
     )
     .await?;
-    let handler = NullHandler::default();
-    let handled = Arc::clone(&handler.handled);
+    let handler = NullHandler {
+        goal: events,
+        ..NullHandler::default()
+    };
+    let watched = handler.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let kafka = p.kafka.clone();
     let task = tokio::spawn(async move {
@@ -215,14 +268,18 @@ async fn null_handler_rate(p: &Pipeline, events: u64) -> anyhow::Result<Rate> {
         })
         .await
     });
-    let rate = progress::until(events, Duration::from_secs(60), || {
-        let n = handled.load(Ordering::Relaxed);
+    let drained = progress::until(events, Duration::from_secs(60), || {
+        let n = watched.handled.load(Ordering::Relaxed);
         async move { n }
     })
     .await;
     let _ = stop.send(());
     task.await.context("the null handler's runtime")??;
-    rate.map_err(|stalled| anyhow::anyhow!("the null handler stalled at {stalled} of {events}"))
+    drained
+        .map_err(|stalled| anyhow::anyhow!("the null handler stalled at {stalled} of {events}"))?;
+    watched
+        .rate()
+        .context("the null handler reached its goal without timing it")
 }
 
 fn topic(name: &str) -> TopicSpec {
@@ -233,13 +290,29 @@ fn topic(name: &str) -> TopicSpec {
     }
 }
 
-/// Rows of an event's size inserted 500 per statement and transaction, one after the other, as a
-/// consumer batching its writes would at best.
+/// Rows a consumer inserted or updated in its schema, from PostgreSQL's table statistics (its
+/// connections closed when it stopped, which flushes them).
+async fn rows_written(p: &Pipeline, service: &str) -> anyhow::Result<i64> {
+    let pool = p.database_of(service).await?;
+    let rows = sqlx::query_scalar(
+        "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0)::bigint FROM pg_stat_user_tables
+         WHERE schemaname = $1",
+    )
+    .bind(p.schema(service))
+    .fetch_one(&pool)
+    .await?;
+    pool.close().await;
+    Ok(rows)
+}
+
+/// Rows of an event's size inserted 500 per statement and transaction, from as many connections
+/// at once as the batching consumers have lanes: what a consumer batching its writes gets at best.
 async fn bulk_insert_rate(p: &Pipeline, rows: u64) -> anyhow::Result<Rate> {
+    let writers = ConsumerSettings::batched("", "").concurrency as u64;
     let pool = orderflow_core::db::DatabaseConfig {
         url: p.database_url.clone(),
         schema: format!("bench_bulk_{}", p.run),
-        max_connections: 1,
+        max_connections: writers as u32,
     }
     .connect()
     .await?;
@@ -250,29 +323,19 @@ async fn bulk_insert_rate(p: &Pipeline, rows: u64) -> anyhow::Result<Rate> {
     .execute(&pool)
     .await?;
     let started = Instant::now();
-    let mut done = 0;
-    while done < rows {
-        let batch: Vec<u64> = (done..(done + 500).min(rows)).collect();
-        let ids: Vec<String> = batch.iter().map(|n| format!("evt-{n}")).collect();
-        let orders: Vec<String> = batch.iter().map(|n| format!("ord-{n}")).collect();
-        let amounts: Vec<i64> = batch.iter().map(|n| (*n as i64 % 10_000) * 7).collect();
-        let details: Vec<serde_json::Value> = batch
-            .iter()
-            .map(|n| serde_json::json!({"sku": format!("SKU-{}", n % 50), "quantity": n % 3 + 1, "currency": "EUR"}))
-            .collect();
-        let mut tx = pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO bulk (event_id, order_id, amount_minor, detail)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::jsonb[])",
-        )
-        .bind(&ids)
-        .bind(&orders)
-        .bind(&amounts)
-        .bind(&details)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        done += batch.len() as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..writers {
+        let pool = pool.clone();
+        tasks.spawn(async move {
+            // Writer w inserts the batches w, w + writers, w + 2 * writers, ...
+            for first in (writer * 500..rows).step_by(500 * writers as usize) {
+                insert_bulk(&pool, first..(first + 500).min(rows)).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
     }
     let rate = Rate {
         counted: rows,
@@ -282,4 +345,25 @@ async fn bulk_insert_rate(p: &Pipeline, rows: u64) -> anyhow::Result<Rate> {
         .execute(&pool)
         .await?;
     Ok(rate)
+}
+
+async fn insert_bulk(pool: &sqlx::PgPool, batch: std::ops::Range<u64>) -> Result<(), sqlx::Error> {
+    let ids: Vec<String> = batch.clone().map(|n| format!("evt-{n}")).collect();
+    let orders: Vec<String> = batch.clone().map(|n| format!("ord-{n}")).collect();
+    let amounts: Vec<i64> = batch.clone().map(|n| (n as i64 % 10_000) * 7).collect();
+    let details: Vec<serde_json::Value> = batch
+        .map(|n| serde_json::json!({"sku": format!("SKU-{}", n % 50), "quantity": n % 3 + 1, "currency": "EUR"}))
+        .collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO bulk (event_id, order_id, amount_minor, detail)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::jsonb[])",
+    )
+    .bind(&ids)
+    .bind(&orders)
+    .bind(&amounts)
+    .bind(&details)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }
