@@ -51,6 +51,25 @@ async fn post(
     .map(|_| ())
 }
 
+/// A prepared ledger in a schema of its own: its pool, the schema, and a connection by hand.
+async fn ledger() -> (PgPool, String, PgPool) {
+    let (pool, schema) = orderflow_testkit::database_with_schema().await;
+    accounting::prepare(&pool, &common::ledger(&schema, "UTC"))
+        .await
+        .unwrap();
+    (pool, schema, by_hand().await)
+}
+
+/// Books a balanced entry of 10.00 for `order_id` by hand; returns its id.
+async fn balanced_entry(db: &PgPool, schema: &str, order_id: &str) -> i64 {
+    let mut tx = db.begin().await.unwrap();
+    let id = new_entry(&mut tx, schema, order_id).await;
+    post(&mut tx, schema, id, 1, "1200", 1000, 0).await.unwrap();
+    post(&mut tx, schema, id, 2, "4000", 0, 1000).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
 fn refusal(e: sqlx::Error) -> (String, String) {
     let db = e.as_database_error().expect("a database error");
     (db.code().unwrap().into_owned(), db.message().to_string())
@@ -58,11 +77,7 @@ fn refusal(e: sqlx::Error) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_database_refuses_unbalanced_or_empty_entries_and_a_second_entry_per_order() {
-    let (pool, schema) = orderflow_testkit::database_with_schema().await;
-    accounting::prepare(&pool, &common::ledger(&schema, "UTC"))
-        .await
-        .unwrap();
-    let db = by_hand().await;
+    let (pool, schema, db) = ledger().await;
 
     // Debits 10.00, credits 9.00: refused when the transaction commits.
     let mut tx = db.begin().await.unwrap();
@@ -97,15 +112,7 @@ async fn the_database_refuses_unbalanced_or_empty_entries_and_a_second_entry_per
     tx.rollback().await.unwrap();
 
     // A balanced entry is accepted...
-    let mut tx = db.begin().await.unwrap();
-    let id = new_entry(&mut tx, &schema, "ord-1").await;
-    post(&mut tx, &schema, id, 1, "1200", 1000, 0)
-        .await
-        .unwrap();
-    post(&mut tx, &schema, id, 2, "4000", 0, 1000)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let id = balanced_entry(&db, &schema, "ord-1").await;
 
     // ...and cannot be unbalanced afterwards, nor emptied.
     let mut tx = db.begin().await.unwrap();
@@ -175,11 +182,7 @@ async fn the_database_refuses_unbalanced_or_empty_entries_and_a_second_entry_per
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postings_refer_to_accounts_and_entries_that_exist_and_are_never_removed() {
-    let (pool, schema) = orderflow_testkit::database_with_schema().await;
-    accounting::prepare(&pool, &common::ledger(&schema, "UTC"))
-        .await
-        .unwrap();
-    let db = by_hand().await;
+    let (pool, schema, db) = ledger().await;
 
     // A posting to an account missing from the chart, or to no entry, is refused at once.
     let mut tx = db.begin().await.unwrap();
@@ -205,15 +208,7 @@ async fn postings_refer_to_accounts_and_entries_that_exist_and_are_never_removed
     );
     tx.rollback().await.unwrap();
 
-    let mut tx = db.begin().await.unwrap();
-    let id = new_entry(&mut tx, &schema, "ord-1").await;
-    post(&mut tx, &schema, id, 1, "1200", 1000, 0)
-        .await
-        .unwrap();
-    post(&mut tx, &schema, id, 2, "4000", 0, 1000)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let id = balanced_entry(&db, &schema, "ord-1").await;
 
     // What postings refer to stays: no deleted or truncated entry or account, no new code.
     for statement in [
