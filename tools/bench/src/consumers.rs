@@ -1,8 +1,8 @@
 //! Phase 3: each consumer alone drains a pre-filled topic, next to its ceilings measured in the
 //! same run on the same topic: a null handler on the same runtime and Kafka settings (what the
 //! broker and the decoder allow), and PostgreSQL's own bulk-insert rate divided by the rows the
-//! consumer writes per event (what the database allows it). Supplier dispatch runs against a supplier
-//! that answers in 50 ms, and is held to its in-flight bound instead.
+//! consumer writes per event (what the database allows it). Supplier dispatch runs against a
+//! supplier that answers in 50 ms, and is held to its in-flight bound instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
