@@ -225,7 +225,18 @@ pub fn decode_with_writer<T: DeserializeOwned>(
     writer: &Schema,
     body: &[u8],
 ) -> Result<T, DecodeError> {
-    let writer = match family.by_fingerprint(&fingerprint_of(writer)) {
+    decode_fingerprinted(family, writer, &fingerprint_of(writer), body)
+}
+
+/// [`decode_with_writer`] for a writer whose fingerprint is known already (a registry client
+/// keeps it with the schema: working it out takes the schema's canonical form every time).
+pub fn decode_fingerprinted<T: DeserializeOwned>(
+    family: &SchemaFamily,
+    writer: &Schema,
+    fingerprint: &[u8; 8],
+    body: &[u8],
+) -> Result<T, DecodeError> {
+    let writer = match family.by_fingerprint(fingerprint) {
         Some(known) => Writer::Known(known),
         None => Writer::Other(writer),
     };

@@ -58,9 +58,12 @@ pub struct SchemaRegistry {
     url: String,
     /// What this process registered.
     registered: Arc<Mutex<RegisteredIds>>,
-    /// id → writer schema, for what this process read.
-    schemas: Arc<Mutex<HashMap<u32, Arc<Schema>>>>,
+    /// id → writer schema and its fingerprint, for what this process read.
+    schemas: Arc<Mutex<HashMap<u32, Writer>>>,
 }
+
+/// A writer schema from the registry, with its fingerprint worked out once.
+type Writer = (Arc<Schema>, [u8; 8]);
 
 #[derive(Deserialize)]
 struct Registered {
@@ -166,8 +169,13 @@ impl SchemaRegistry {
 
     /// The writer schema the registry holds under `id`.
     pub async fn schema(&self, id: u32) -> Result<Arc<Schema>, RegistryError> {
-        if let Some(schema) = self.schemas.lock().expect("not poisoned").get(&id) {
-            return Ok(Arc::clone(schema));
+        Ok(self.writer(id).await?.0)
+    }
+
+    /// The writer schema under `id` and its fingerprint, which picks the known version it is.
+    async fn writer(&self, id: u32) -> Result<Writer, RegistryError> {
+        if let Some(writer) = self.schemas.lock().expect("not poisoned").get(&id) {
+            return Ok(writer.clone());
         }
         let answer = self
             .http
@@ -181,11 +189,12 @@ impl SchemaRegistry {
                 reason: format!("schema id {id} is not valid Avro: {e}"),
             })?,
         );
+        let writer = (Arc::clone(&schema), codec::fingerprint_of(&schema));
         self.schemas
             .lock()
             .expect("not poisoned")
-            .insert(id, Arc::clone(&schema));
-        Ok(schema)
+            .insert(id, writer.clone());
+        Ok(writer)
     }
 
     /// Re-frames a single-object encoded message of `family` for `topic`: registers its
@@ -236,14 +245,14 @@ pub async fn decode<E: Event>(
              ({SCHEMA_REGISTRY_URL})"
         )));
     };
-    let writer = registry.schema(id).await.map_err(|e| {
+    let (writer, fingerprint) = registry.writer(id).await.map_err(|e| {
         if e.is_retryable() {
             Undecodable::RegistryUnavailable(e)
         } else {
             poison(&format!("schema id {id}: {e}"))
         }
     })?;
-    codec::decode_with_writer(E::family(), &writer, body).map_err(|e| poison(&e))
+    codec::decode_fingerprinted(E::family(), &writer, &fingerprint, body).map_err(|e| poison(&e))
 }
 
 /// The schema id of a Confluent-framed message and its body, or `None` for another framing.
