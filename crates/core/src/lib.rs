@@ -22,7 +22,7 @@ pub use event::OrderPlaced;
 pub use runtime::{Batched, Delivery, Event, Handler, HandlerError};
 
 /// The consumers' allocator: jemalloc, built (`.cargo/config.toml`) to hand freed pages back to
-/// the system at once. A consumer far behind decompresses fetched batches on librdkafka's
+/// the system after 100 ms. A consumer far behind decompresses fetched batches on librdkafka's
 /// threads and frees them on its own; glibc kept that memory in per-thread arenas, and a
 /// consumer a million events behind held twice its live heap.
 pub use tikv_jemallocator::Jemalloc as Allocator;
