@@ -16,10 +16,11 @@ pub async fn effect(
 ) -> Result<Option<String>, sqlx::Error> {
     // The same bucketing as the upsert in store::record, so the row found is the one counted in.
     let row: Option<(chrono::NaiveDate, i64, i64)> = sqlx::query_as(
-        "SELECT month, orders, gross_minor FROM monthly_sales
+        "SELECT month, sum(orders)::int8, sum(gross_minor)::int8 FROM monthly_sales
          WHERE currency = $2
            AND month = date_trunc('month', $1::timestamptz AT TIME ZONE
-                           (SELECT business_timezone FROM report_settings))::date",
+                           (SELECT business_timezone FROM report_settings))::date
+         GROUP BY month",
     )
     .bind(placed_at)
     .bind(currency)

@@ -39,7 +39,7 @@ pub const BUSINESS_TIMEZONE: &str = "ORDERFLOW_BUSINESS_TIMEZONE";
 /// (they are on the report's port too).
 pub const METRICS_PORT: u16 = 9106;
 
-/// How often each instance deletes expired `recent_sales` rows.
+/// How often each instance deletes expired minutes of `recent_sales_by_minute`.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Everything the service needs, from the environment.
@@ -100,7 +100,7 @@ pub enum Error {
     Observe(#[from] ObserveError),
 }
 
-/// A started service: the consumer, the HTTP server and the pruning of `recent_sales`.
+/// A started service: the consumer, the HTTP server and the pruning of recent minutes.
 pub struct SalesReporting {
     pub addr: SocketAddr,
     stop: Arc<watch::Sender<bool>>,

@@ -3,10 +3,11 @@
 //! month's top products, per currency and SKU: `orderflow_sales_month_top_sku_units` and
 //! `orderflow_sales_month_top_sku_gross_minor` (the [`TOP_PRODUCTS`] best by gross).
 //!
-//! The gauges are computed on each scrape from `recent_sales`, which every instance writes in the
-//! same transaction as the report, so any instance answers with the same, current figures for the
-//! whole consumer group (a dashboard should take `max`, not `sum`, across instances). They are a
-//! collector of the service's `/metrics`, after the runtime's metrics.
+//! The gauges are computed on each scrape from `recent_sales_by_minute` and the month's rows,
+//! which every instance writes in the same transaction as it marks the orders processed, so any
+//! instance answers with the same, current figures for the whole consumer group (a dashboard
+//! should take `max`, not `sum`, across instances). They are a collector of the service's
+//! `/metrics`, after the runtime's metrics.
 
 use futures::future::BoxFuture;
 use orderflow_core::observe::metrics::{Collect, CollectError};

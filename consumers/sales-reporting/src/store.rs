@@ -10,8 +10,8 @@ use crate::sale::{Figures, Sale};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How long orders stay in `recent_sales`: more than the hour the gauges look at, so an order
-/// handled a little late still counts, and little enough to keep the table small.
+/// How long minutes stay in `recent_sales_by_minute`: more than the hour the gauges look at, so
+/// an order handled a little late still counts, and little enough to keep the table small.
 pub const RECENT_RETENTION: Duration = Duration::from_secs(2 * 3600);
 
 /// Whether Postgres knows `name` as an IANA time zone. Abbreviations and POSIX offsets such as
@@ -47,13 +47,13 @@ pub async fn pinned_time_zone(pool: &PgPool) -> Result<Option<String>, sqlx::Err
 }
 
 /// Adds `sales` to their months in one statement (a single round trip): the month totals, every
-/// breakdown row and, for recent orders, `recent_sales`. A run's sales are summed per row before
-/// the upserts, so a month's hot total row is written once per run, and rows are upserted in
-/// one sorted order in every transaction, so concurrent runs never deadlock on each other's rows.
+/// breakdown row and, for recent orders, their minute of `recent_sales_by_minute`. A run's sales
+/// are summed per row before the upserts, so a row is written once per run; a connection writes
+/// its own shard of each row, so concurrent runs do not wait for each other's row locks; and rows
+/// are upserted in one sorted order in every transaction, so runs sharing a shard never deadlock.
 /// The month comes from the stored time zone, so every instance buckets alike; should it be
 /// missing, the month is NULL and the statement fails instead of dropping the orders. An
-/// operator's reprocess of an event counts it again in the months, as asked, but its recent sale
-/// is already there and stays one.
+/// operator's reprocess of an event counts it again, as asked, in its month and its minute.
 pub async fn record(conn: &mut PgConnection, sales: &[&Sale]) -> Result<(), sqlx::Error> {
     let mut s = Columns::default();
     let mut b = Columns::default();
@@ -69,21 +69,22 @@ pub async fn record(conn: &mut PgConnection, sales: &[&Sale]) -> Result<(), sqlx
     }
     sqlx::query(
         "WITH sales AS (
-             SELECT n, placed_at, currency, event_id,
+             SELECT n, placed_at, currency,
                     date_trunc('month', placed_at AT TIME ZONE
                         (SELECT business_timezone FROM report_settings))::date AS month,
+                    (pg_backend_pid() % 8)::int2 AS shard,
                     orders, units, net, tax, shipping, gross
-             FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int8[], $5::int8[],
-                         $6::int8[], $7::int8[], $8::int8[], $9::int8[]) WITH ORDINALITY
-                  AS s(placed_at, currency, event_id, orders, units, net, tax, shipping, gross, n)
+             FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[], $4::int8[], $5::int8[],
+                         $6::int8[], $7::int8[], $8::int8[]) WITH ORDINALITY
+                  AS s(placed_at, currency, orders, units, net, tax, shipping, gross, n)
          ),
          totals AS (
-             INSERT INTO monthly_sales AS m
-                 (month, currency, orders, units, net_minor, tax_minor, shipping_minor, gross_minor)
-             SELECT month, currency, sum(orders), sum(units), sum(net), sum(tax), sum(shipping),
-                    sum(gross)
-             FROM sales GROUP BY month, currency ORDER BY month, currency
-             ON CONFLICT (month, currency) DO UPDATE SET
+             INSERT INTO monthly_sales AS m (month, currency, shard,
+                 orders, units, net_minor, tax_minor, shipping_minor, gross_minor)
+             SELECT month, currency, shard, sum(orders), sum(units), sum(net), sum(tax),
+                    sum(shipping), sum(gross)
+             FROM sales GROUP BY month, currency, shard ORDER BY month, currency, shard
+             ON CONFLICT (month, currency, shard) DO UPDATE SET
                  orders = m.orders + excluded.orders,
                  units = m.units + excluded.units,
                  net_minor = m.net_minor + excluded.net_minor,
@@ -92,18 +93,17 @@ pub async fn record(conn: &mut PgConnection, sales: &[&Sale]) -> Result<(), sqlx
                  gross_minor = m.gross_minor + excluded.gross_minor
          ),
          breakdown AS (
-             INSERT INTO monthly_sales_by AS m
-                 (month, currency, dimension, key,
-                  orders, units, net_minor, tax_minor, shipping_minor, gross_minor)
-             SELECT s.month, s.currency, r.dimension, r.key, sum(r.orders), sum(r.units),
-                    sum(r.net), sum(r.tax), sum(r.shipping), sum(r.gross)
-             FROM unnest($10::int8[], $11::text[], $12::text[], $13::int8[], $14::int8[],
-                         $15::int8[], $16::int8[], $17::int8[], $18::int8[])
+             INSERT INTO monthly_sales_by AS m (month, currency, dimension, key, shard,
+                 orders, units, net_minor, tax_minor, shipping_minor, gross_minor)
+             SELECT s.month, s.currency, r.dimension, r.key, s.shard, sum(r.orders),
+                    sum(r.units), sum(r.net), sum(r.tax), sum(r.shipping), sum(r.gross)
+             FROM unnest($9::int8[], $10::text[], $11::text[], $12::int8[], $13::int8[],
+                         $14::int8[], $15::int8[], $16::int8[], $17::int8[])
                       AS r(n, dimension, key, orders, units, net, tax, shipping, gross)
              JOIN sales s ON s.n = r.n
-             GROUP BY s.month, s.currency, r.dimension, r.key
-             ORDER BY s.month, s.currency, r.dimension, r.key
-             ON CONFLICT (month, currency, dimension, key) DO UPDATE SET
+             GROUP BY s.month, s.currency, r.dimension, r.key, s.shard
+             ORDER BY s.month, s.currency, r.dimension, r.key, s.shard
+             ON CONFLICT (month, currency, dimension, key, shard) DO UPDATE SET
                  orders = m.orders + excluded.orders,
                  units = m.units + excluded.units,
                  net_minor = m.net_minor + excluded.net_minor,
@@ -111,22 +111,20 @@ pub async fn record(conn: &mut PgConnection, sales: &[&Sale]) -> Result<(), sqlx
                  shipping_minor = m.shipping_minor + excluded.shipping_minor,
                  gross_minor = m.gross_minor + excluded.gross_minor
          )
-         INSERT INTO recent_sales (event_id, placed_at, currency, gross_minor)
-         SELECT event_id, placed_at, currency, gross FROM sales
-         WHERE placed_at > now() - $19::interval
-         ON CONFLICT (event_id) DO NOTHING",
+         INSERT INTO recent_sales_by_minute AS m (minute, currency, shard, orders, gross_minor)
+         SELECT date_trunc('minute', placed_at) AS minute, currency, shard, count(*), sum(gross)
+         FROM sales
+         WHERE placed_at > now() - $18::interval
+         GROUP BY minute, currency, shard ORDER BY minute, currency, shard
+         ON CONFLICT (minute, currency, shard) DO UPDATE SET
+             orders = m.orders + excluded.orders,
+             gross_minor = m.gross_minor + excluded.gross_minor",
     )
     .bind(sales.iter().map(|s| s.placed_at).collect::<Vec<_>>())
     .bind(
         sales
             .iter()
             .map(|s| s.currency.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        sales
-            .iter()
-            .map(|s| s.event_id.as_str())
             .collect::<Vec<_>>(),
     )
     .bind(s.orders)
@@ -182,8 +180,8 @@ pub struct ReportRow {
     pub figures: Figures,
 }
 
-/// Every row of `month` (its first day), optionally of one currency. One statement, so the
-/// totals and the breakdowns come from the same snapshot and agree with each other.
+/// Every row of `month` (its first day), optionally of one currency, its shards summed. One
+/// statement, so the totals and the breakdowns come from the same snapshot and agree.
 pub async fn report_rows(
     pool: &PgPool,
     month: NaiveDate,
@@ -191,12 +189,17 @@ pub async fn report_rows(
 ) -> Result<Vec<ReportRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT currency, 'total' AS dimension, '' AS key,
-                orders, units, net_minor, tax_minor, shipping_minor, gross_minor
+                sum(orders)::int8 AS orders, sum(units)::int8 AS units,
+                sum(net_minor)::int8 AS net_minor, sum(tax_minor)::int8 AS tax_minor,
+                sum(shipping_minor)::int8 AS shipping_minor, sum(gross_minor)::int8 AS gross_minor
          FROM monthly_sales WHERE month = $1 AND ($2::text IS NULL OR currency = $2)
+         GROUP BY currency
          UNION ALL
          SELECT currency, dimension, key,
-                orders, units, net_minor, tax_minor, shipping_minor, gross_minor
+                sum(orders)::int8, sum(units)::int8, sum(net_minor)::int8, sum(tax_minor)::int8,
+                sum(shipping_minor)::int8, sum(gross_minor)::int8
          FROM monthly_sales_by WHERE month = $1 AND ($2::text IS NULL OR currency = $2)
+         GROUP BY currency, dimension, key
          ORDER BY currency, gross_minor DESC, key",
     )
     .bind(month)
@@ -205,14 +208,17 @@ pub async fn report_rows(
     .await
 }
 
-/// Orders and gross placed within the last hour, per currency ever sold (zero when none), by
-/// the database's clock so every instance answers alike.
+/// Orders and gross placed in the last hour, per currency ever sold (zero when none), by the
+/// database's clock so every instance answers alike. Counted in whole minutes: the current
+/// minute and the 59 before it.
 pub async fn last_hour(pool: &PgPool) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT c.currency, count(r.event_id), coalesce(sum(r.gross_minor), 0)::bigint
+        "SELECT c.currency, coalesce(sum(r.orders), 0)::bigint,
+                coalesce(sum(r.gross_minor), 0)::bigint
          FROM (SELECT DISTINCT currency FROM monthly_sales) c
-         LEFT JOIN recent_sales r
-                ON r.currency = c.currency AND r.placed_at > now() - interval '1 hour'
+         LEFT JOIN recent_sales_by_minute r
+                ON r.currency = c.currency
+               AND r.minute > date_trunc('minute', now()) - interval '1 hour'
          GROUP BY c.currency
          ORDER BY c.currency",
     )
@@ -228,13 +234,18 @@ pub async fn top_products(
 ) -> Result<Vec<(String, String, i64, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT currency, key, units, gross_minor FROM (
-             SELECT b.currency, b.key, b.units, b.gross_minor,
-                    row_number() OVER (PARTITION BY b.currency
-                                       ORDER BY b.gross_minor DESC, b.key) AS rank
-             FROM monthly_sales_by b
-             WHERE b.dimension = 'sku'
-               AND b.month = date_trunc('month', now() AT TIME ZONE
-                                 (SELECT business_timezone FROM report_settings))::date
+             SELECT currency, key, units, gross_minor,
+                    row_number() OVER (PARTITION BY currency
+                                       ORDER BY gross_minor DESC, key) AS rank
+             FROM (
+                 SELECT b.currency, b.key, sum(b.units)::int8 AS units,
+                        sum(b.gross_minor)::int8 AS gross_minor
+                 FROM monthly_sales_by b
+                 WHERE b.dimension = 'sku'
+                   AND b.month = date_trunc('month', now() AT TIME ZONE
+                                     (SELECT business_timezone FROM report_settings))::date
+                 GROUP BY b.currency, b.key
+             ) skus
          ) ranked
          WHERE rank <= $1
          ORDER BY currency, rank",
@@ -244,10 +255,10 @@ pub async fn top_products(
     .await
 }
 
-/// Deletes orders older than the retention; returns how many.
+/// Deletes minutes older than the retention; returns how many rows.
 pub async fn prune_recent(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(
-        sqlx::query("DELETE FROM recent_sales WHERE placed_at < now() - $1::interval")
+        sqlx::query("DELETE FROM recent_sales_by_minute WHERE minute < now() - $1::interval")
             .bind(format!("{} seconds", RECENT_RETENTION.as_secs()))
             .execute(pool)
             .await?

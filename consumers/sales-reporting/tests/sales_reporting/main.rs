@@ -1,6 +1,7 @@
 //! Sales reporting against the real stack, in one test binary.
 
 mod common;
+mod concurrency;
 mod consuming;
 mod crash;
 mod last_hour;

@@ -131,7 +131,9 @@ async fn order_is_traced_through_checkout_and_every_consumer() {
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO monthly_sales VALUES ('2026-11-01', 'EUR', 1, 3, 6000, 1399, 495, 7399)",
+        "INSERT INTO monthly_sales (month, currency, shard, orders, units, net_minor, tax_minor,
+                                    shipping_minor, gross_minor)
+         VALUES ('2026-11-01', 'EUR', 3, 1, 3, 6000, 1399, 495, 7399)",
     )
     .execute(&sales_pool)
     .await
