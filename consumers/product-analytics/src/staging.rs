@@ -15,7 +15,7 @@ use crate::line::SoldLine;
 /// Stages an order's lines; a line already staged (same order id and line id) is left alone.
 /// One statement whatever the number of lines.
 pub async fn stage(conn: &mut PgConnection, lines: &[SoldLine]) -> Result<u64, sqlx::Error> {
-    fn col<T>(lines: &[SoldLine], get: impl Fn(&SoldLine) -> T) -> Vec<T> {
+    fn col<'a, T>(lines: &'a [SoldLine], get: impl Fn(&'a SoldLine) -> T) -> Vec<T> {
         lines.iter().map(get).collect()
     }
     let inserted = sqlx::query(
@@ -27,22 +27,22 @@ pub async fn stage(conn: &mut PgConnection, lines: &[SoldLine]) -> Result<u64, s
              $12::int4[], $13::int8[], $14::text[], $15::text[], $16::text[])
          ON CONFLICT (order_id, order_line_id) DO NOTHING",
     )
-    .bind(col(lines, |l| l.order_line_id.clone()))
-    .bind(col(lines, |l| l.order_id.clone()))
+    .bind(col(lines, |l| l.order_line_id.as_str()))
+    .bind(col(lines, |l| l.order_id.as_str()))
     .bind(col(lines, |l| l.placed_at))
-    .bind(col(lines, |l| l.sku.clone()))
-    .bind(col(lines, |l| l.category.clone()))
-    .bind(col(lines, |l| l.design_id.clone()))
-    .bind(col(lines, |l| l.print_technique.clone()))
-    .bind(col(lines, |l| l.size.clone()))
-    .bind(col(lines, |l| l.colour.clone()))
-    .bind(col(lines, |l| l.material.clone()))
-    .bind(col(lines, |l| Json(l.attributes.clone())))
+    .bind(col(lines, |l| l.sku.as_str()))
+    .bind(col(lines, |l| l.category.as_str()))
+    .bind(col(lines, |l| l.design_id.as_str()))
+    .bind(col(lines, |l| l.print_technique.as_str()))
+    .bind(col(lines, |l| l.size.as_str()))
+    .bind(col(lines, |l| l.colour.as_str()))
+    .bind(col(lines, |l| l.material.as_str()))
+    .bind(col(lines, |l| Json(&l.attributes)))
     .bind(col(lines, |l| l.quantity))
     .bind(col(lines, |l| l.unit_price_minor))
-    .bind(col(lines, |l| l.currency.clone()))
-    .bind(col(lines, |l| l.shipping_country.clone()))
-    .bind(col(lines, |l| l.channel.clone()))
+    .bind(col(lines, |l| l.currency.as_str()))
+    .bind(col(lines, |l| l.shipping_country.as_str()))
+    .bind(col(lines, |l| l.channel.as_str()))
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected())

@@ -4,5 +4,6 @@
 mod archive;
 mod common;
 mod crash;
+mod database;
 mod dead_letters;
 mod redelivery;
