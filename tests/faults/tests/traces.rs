@@ -175,7 +175,7 @@ async fn one_order_is_one_trace_from_the_checkout_request_to_every_effect() {
     let (trace_id, storefront_span) = place_traced(&pipeline, &order, total_minor).await;
 
     let (orders, run) = (pipeline.orders_topic.clone(), pipeline.run.clone());
-    let trace = wait_for_trace(&trace_id, |t| complete(t, &orders)).await;
+    let trace = wait_for_trace(&trace_id, |t| complete(t, &orders, &storefront_span)).await;
     let unclean = pipeline.stop();
     assert!(unclean.is_empty(), "{unclean:?}");
 
@@ -261,8 +261,11 @@ fn assert_consumers_continue(trace: &Trace, send: &Span, run: &str, orders: &str
     }
 }
 
-/// Whether every consumer processed the order and its e-mails and print jobs went out.
-fn complete(trace: &Trace, orders: &str) -> bool {
+/// Whether every consumer processed the order, its e-mails and print jobs went out, and every
+/// span's parent is in as well: a span is exported when it ends, after its children, so the
+/// mailer's delivery can arrive a moment after the SMTP send under it. `root` is the span the
+/// trace started from outside (the storefront's), never exported.
+fn complete(trace: &Trace, orders: &str, root: &str) -> bool {
     CONSUMERS
         .iter()
         .all(|c| !trace.find(c, &format!("process {orders}")).is_empty())
@@ -270,6 +273,11 @@ fn complete(trace: &Trace, orders: &str) -> bool {
         && !trace
             .find("supplier-dispatch", "POST /v1/print-jobs")
             .is_empty()
+        && trace.0.iter().all(|s| {
+            s.parent
+                .as_deref()
+                .is_none_or(|p| p == root || trace.0.iter().any(|parent| parent.id == p))
+        })
 }
 
 /// Places `order` with a trace started by a storefront span; returns (trace id, that span).
@@ -313,7 +321,7 @@ async fn orders_handled_in_runs_keep_one_trace_each() {
     let mut placed = Vec::new();
     for n in 0..ORDERS {
         let (order, total_minor) = sample_order(&pipeline.run, n);
-        placed.push(place_traced(&pipeline, &order, total_minor).await.0);
+        placed.push(place_traced(&pipeline, &order, total_minor).await);
     }
     let on_topic =
         orderflow_testkit::read_topic(&pipeline.orders_topic, ORDERS, Duration::from_secs(60))
@@ -325,8 +333,8 @@ async fn orders_handled_in_runs_keep_one_trace_each() {
 
     let (orders, run) = (pipeline.orders_topic.clone(), pipeline.run.clone());
     let mut traces = Vec::new();
-    for trace_id in &placed {
-        traces.push(wait_for_trace(trace_id, |t| complete(t, &orders)).await);
+    for (trace_id, storefront_span) in &placed {
+        traces.push(wait_for_trace(trace_id, |t| complete(t, &orders, storefront_span)).await);
     }
     let unclean = pipeline.stop();
     assert!(unclean.is_empty(), "{unclean:?}");
