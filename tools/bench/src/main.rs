@@ -35,8 +35,9 @@ struct Cli {
     /// The phases to run, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Phase::Checkout, Phase::Relay, Phase::Consumers, Phase::EndToEnd])]
     phases: Vec<Phase>,
-    /// Events pre-filled for the consumers' drains (1000000 for the memory figure).
-    #[arg(long, default_value_t = 20_000)]
+    /// Events pre-filled for the consumers' drains (1000000 for the memory figure). Enough for a
+    /// few seconds of the faster consumers, so their first small runs weigh little in the rate.
+    #[arg(long, default_value_t = 100_000)]
     events: u64,
     /// The consumers drained in the consumers phase, comma-separated (all by default).
     #[arg(long, value_delimiter = ',', default_values_t = CONSUMERS.map(String::from))]
