@@ -3,7 +3,10 @@
 //! nothing but the servers.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use orderflow_core::config::KafkaConfig;
 use orderflow_core::db::DatabaseConfig;
@@ -40,6 +43,28 @@ pub fn init_telemetry() {
         // Kept for the whole test process: dropping it would shut the tracer down.
         std::mem::forget(guard);
     });
+}
+
+/// A TCP port nothing listens on right now, below Linux's ephemeral range (32768 and up). A port
+/// the kernel hands out for `:0` is ephemeral: once freed here, any outgoing connection (the
+/// services make hundreds) can take it as its local port before the service binds it, and the
+/// service then exits with "address already in use". Ports are tried in turn from a start of the
+/// process's own, so tests running side by side are not handed the same one.
+pub fn free_port() -> u16 {
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = *START.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        (std::process::id() ^ nanos) % COUNT
+    });
+    (0..COUNT)
+        .map(|_| FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port as u16)).is_ok())
+        .expect("a free loopback port between 20000 and 32000") as u16
 }
 
 /// A name no other test uses.

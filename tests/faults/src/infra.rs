@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::pipeline::Servers;
-use crate::process::{free_port, wait_for_port, Launch, Process};
+use crate::process::{wait_for_port, Launch, Process};
+use orderflow_testkit::free_port;
 
 /// One server the suite can take down and bring back.
 pub struct Server {

@@ -22,7 +22,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 
 use crate::load::Storefront;
-use crate::process::{free_port, wait_for_port, Launch, Process};
+use crate::process::{wait_for_port, Launch, Process};
+use orderflow_testkit::free_port;
 
 /// The consumer services of orders.placed, which are also their consumer groups' base names.
 pub const CONSUMERS: [&str; 5] = [

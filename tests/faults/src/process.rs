@@ -3,13 +3,11 @@
 //! group of its own so a kill reaches everything it started (a server's workers, a script's JVM),
 //! and its output goes to a log file named after it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How to start a process again after it was stopped.
 #[derive(Debug, Clone)]
@@ -126,28 +124,6 @@ fn signal_group(pid: u32, signal: &str) {
         .args([&format!("-{signal}"), "--", &format!("-{pid}")])
         .stderr(Stdio::null())
         .status();
-}
-
-/// A TCP port nothing listens on right now, below Linux's ephemeral range (32768 and up). A port
-/// the kernel hands out for `:0` is ephemeral: once freed here, any outgoing connection (the
-/// services make hundreds) can take it as its local port before the service binds it, and the
-/// service then exits with "address already in use". Ports are tried in turn from a start of the
-/// process's own, so tests running side by side are not handed the same one.
-pub fn free_port() -> u16 {
-    const FIRST: u32 = 20_000;
-    const COUNT: u32 = 12_000;
-    static START: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = *START.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        (std::process::id() ^ nanos) % COUNT
-    });
-    (0..COUNT)
-        .map(|_| FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT)
-        .find(|port| TcpListener::bind(("127.0.0.1", *port as u16)).is_ok())
-        .expect("a free loopback port between 20000 and 32000") as u16
 }
 
 /// Waits until something accepts connections on 127.0.0.1:`port`.

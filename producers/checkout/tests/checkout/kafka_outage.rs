@@ -20,14 +20,6 @@ struct Broker {
     process: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Broker {
     fn start(&mut self) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka-node.sh");
@@ -117,8 +109,8 @@ fn read_all(kafka: &KafkaConfig, topic: &str, partitions: i32, want: usize) -> V
 async fn orders_accepted_while_kafka_is_down_are_published_once_when_it_returns() {
     let mut broker = Broker {
         dir: std::env::temp_dir().join(orderflow_testkit::unique("orderflow-kafka")),
-        port: free_port(),
-        controller_port: free_port(),
+        port: orderflow_testkit::free_port(),
+        controller_port: orderflow_testkit::free_port(),
         process: None,
     };
     broker.start();
