@@ -1,7 +1,8 @@
 //! The compatibility gate: every schema version in `schemas/` reads data written with every
 //! earlier version of its event (backward compatibility, so consumers upgraded to the newest
-//! schema still read what is on the topics), and every file there is a version of one of the
-//! codec's schema families, so no version can be published that the decoders do not know.
+//! schema still read what is on the topics), every file there is a version of one of the
+//! codec's schema families, so no version can be published that the decoders do not know, and
+//! no published version changes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -137,6 +138,54 @@ fn every_schema_file_is_a_version_of_a_codec_family() {
         "schemas/{left:?} belong to no schema family of the codec: declare them in \
          crates/core/src/event.rs and list them in SCHEMA_FAMILIES"
     );
+}
+
+/// Every published schema version with the fingerprint written before each of its messages (hex,
+/// in wire order). Messages written with a version stay on the topics, and readers know it by
+/// that fingerprint, so a published file never changes in a way that changes it: change an event
+/// by adding a version, and add the version's line here. Editing a `doc` does not change it.
+const PUBLISHED: &[(&str, &str)] = &[
+    ("order_dispatched/v1.avsc", "b173c3bb424098ac"),
+    ("order_placed/v1.avsc", "a14c753a8d0c10bb"),
+    ("order_placed/v2.avsc", "230d0262c8444b75"),
+];
+
+#[test]
+fn published_versions_never_change_and_new_ones_are_pinned() {
+    let hex = |f: [u8; 8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let on_disk: BTreeMap<String, String> = folders()
+        .iter()
+        .flat_map(|folder| {
+            folder.versions.iter().enumerate().map(|(i, schema)| {
+                (
+                    format!("{}/v{}.avsc", folder.name, i + 1),
+                    hex(fingerprint_of(schema)),
+                )
+            })
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (file, pinned) in PUBLISHED {
+        match on_disk.get(*file) {
+            None => problems.push(format!(
+                "schemas/{file} was published and is gone: messages written with it are still \
+                 on the topics"
+            )),
+            Some(now) if now != pinned => problems.push(format!(
+                "schemas/{file} was published with fingerprint {pinned} and now has {now}: a \
+                 published version never changes; make the change a new version"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (file, now) in &on_disk {
+        if !PUBLISHED.iter().any(|(pinned, _)| pinned == file) {
+            problems.push(format!(
+                "schemas/{file} is not pinned: add (\"{file}\", \"{now}\") to PUBLISHED"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// Versions of a made-up event: v1, then `v2_fields` as the whole field list of v2.
