@@ -1,7 +1,7 @@
 //! The Avro single-object codec: round trips, schema evolution and rejection of bad bytes.
 
 use apache_avro::types::Value;
-use orderflow_core::codec::{self, DecodeError, MAGIC};
+use orderflow_core::codec::{self, DecodeError, SchemaVersion, MAGIC};
 use orderflow_core::event::ORDER_PLACED_SCHEMAS;
 use orderflow_core::{Event, OrderPlaced};
 use orderflow_testkit::sample_order_placed;
@@ -37,14 +37,7 @@ fn every_version_reads_the_previous_one() {
     for old in &versions[..versions.len() - 1] {
         let mut order = sample_order_placed("o-3");
         order.gift_message = None; // v1 has no gift message: it must read as the default
-        let Value::Record(fields) = apache_avro::to_value(&order).unwrap() else {
-            panic!("an event is a record");
-        };
-        let old_fields: Vec<_> = fields
-            .into_iter()
-            .filter(|(name, _)| name != "gift_message")
-            .collect();
-        let bytes = codec::encode_value("OrderPlaced", old, Value::Record(old_fields)).unwrap();
+        let bytes = written_with(old, &order);
         assert_eq!(bytes[2..10], old.fingerprint);
         assert_eq!(
             OrderPlaced::decode(&bytes).unwrap(),
@@ -53,6 +46,18 @@ fn every_version_reads_the_previous_one() {
             old.version
         );
     }
+}
+
+/// `order` as a producer still on `old` writes it (`old` has no gift message).
+fn written_with(old: &SchemaVersion, order: &OrderPlaced) -> Vec<u8> {
+    let Value::Record(fields) = apache_avro::to_value(order).unwrap() else {
+        panic!("an event is a record");
+    };
+    let old_fields: Vec<_> = fields
+        .into_iter()
+        .filter(|(name, _)| name != "gift_message")
+        .collect();
+    codec::encode_value("OrderPlaced", old, Value::Record(old_fields)).unwrap()
 }
 
 #[test]
@@ -101,4 +106,19 @@ fn truncated_and_padded_bodies_are_malformed() {
     padded.extend_from_slice(&[0, 0, 0]);
     let err = OrderPlaced::decode(&padded).unwrap_err();
     assert!(err.to_string().contains("3 trailing bytes"), "{err}");
+}
+
+/// Older versions are read another way (resolved into the newest), and are held to the same.
+#[test]
+fn truncated_and_padded_bodies_of_an_older_version_are_malformed() {
+    let v1 = &ORDER_PLACED_SCHEMAS.versions()[0];
+    let bytes = written_with(v1, &sample_order_placed("o-7"));
+    let err = OrderPlaced::decode(&bytes[..bytes.len() - 1]).unwrap_err();
+    assert!(matches!(err, DecodeError::Malformed { .. }), "{err}");
+    assert!(err.to_string().contains("v1 body"), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0, 0]);
+    let err = OrderPlaced::decode(&padded).unwrap_err();
+    assert!(err.to_string().contains("2 trailing bytes"), "{err}");
 }
