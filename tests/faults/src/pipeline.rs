@@ -373,6 +373,15 @@ impl Pipeline {
         unclean
     }
 
+    /// Creates more topics for the run (those of a consumer group the caller runs itself), to be
+    /// deleted with the run's own by [`Pipeline::stop_and_discard`].
+    pub async fn create_topics(&mut self, names: &[&str]) -> Result<(), KafkaError> {
+        let specs: Vec<TopicSpec> = names.iter().map(|n| spec(n, PARTITIONS)).collect();
+        ensure_topics(&self.kafka, &specs).await?;
+        self.topics.extend(names.iter().map(|n| n.to_string()));
+        Ok(())
+    }
+
     /// Stops every service like [`Pipeline::stop`], then deletes what the run left on the
     /// shared servers: its topics, its e-mail queues and its database schemas. The benchmark
     /// drains millions of events a run; kept, they slow every later run (RabbitMQ holding

@@ -12,7 +12,6 @@ use anyhow::Context;
 use orderflow_bench::cpu::CpuSnapshot;
 use orderflow_bench::memory::Sampler;
 use orderflow_core::event::OrderPlaced;
-use orderflow_core::kafka::{ensure_topics, TopicSpec};
 use orderflow_core::runtime::{self, Batched, ConsumerSettings, Delivery, Handler, HandlerError};
 use orderflow_faults::pipeline::{Pipeline, CONSUMERS};
 
@@ -44,7 +43,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let cpu = CpuSnapshot::take();
     let mut nulls = Vec::new();
     for attempt in 0..CEILING_RUNS {
-        nulls.push(null_handler_rate(&p, events, attempt).await?);
+        nulls.push(null_handler_rate(&mut p, events, attempt).await?);
     }
     bench.profile("null handler drain (ceiling)", &cpu);
     let mut bulks = Vec::new();
@@ -205,8 +204,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
             bench.target(
                 &format!("consumers.{service}.share_of_ceiling"),
                 &format!(
-                    "{service} drains at >= 50% of its ceiling ({ceiling:.0} events/s: null handler {:.0}, database {database:.0})",
-                    null
+                    "{service} drains at >= 50% of its ceiling ({ceiling:.0} events/s: null handler {null:.0}, database {database:.0})"
                 ),
                 rate.per_second() / ceiling,
                 0.5,
@@ -219,8 +217,8 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
 }
 
 /// The runtime with a handler that does nothing but count: the broker's and the decoder's limit.
-/// It drains 100,000 events in about a second, too short to time well by sampling a count every
-/// 100 ms, so the handler notes when its first run ended and when the last event arrived.
+/// It drains 100,000 events in about half a second, too short to time well by sampling a count
+/// every 100 ms, so the handler notes when its first run ended and when the last event arrived.
 #[derive(Clone, Default)]
 struct NullHandler {
     handled: Arc<AtomicU64>,
@@ -280,18 +278,12 @@ fn listed(rates: &[Rate]) -> String {
 }
 
 /// The null handler's drain of the whole topic; each `attempt` reads it as a group of its own.
-async fn null_handler_rate(p: &Pipeline, events: u64, attempt: usize) -> anyhow::Result<Rate> {
+async fn null_handler_rate(p: &mut Pipeline, events: u64, attempt: usize) -> anyhow::Result<Rate> {
     // The settings the Postgres-backed consumers run with: runs of events over a few lanes.
     let settings =
         ConsumerSettings::batched(format!("null-{}-{attempt}", p.run), p.orders_topic.clone());
-    ensure_topics(
-        &p.kafka,
-        &[
-            topic(&settings.dead_letter_topic),
-            topic(&settings.retry_topic),
-        ],
-    )
-    .await?;
+    p.create_topics(&[&settings.dead_letter_topic, &settings.retry_topic])
+        .await?;
     let handler = NullHandler {
         goal: events,
         ..NullHandler::default()
@@ -317,14 +309,6 @@ async fn null_handler_rate(p: &Pipeline, events: u64, attempt: usize) -> anyhow:
     watched
         .rate()
         .context("the null handler reached its goal without timing it")
-}
-
-fn topic(name: &str) -> TopicSpec {
-    TopicSpec {
-        name: name.to_string(),
-        partitions: 6,
-        retention_ms: 86_400_000,
-    }
 }
 
 /// Rows a consumer inserted or updated in its schema, from PostgreSQL's table statistics (its
